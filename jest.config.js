@@ -1,0 +1,12 @@
+/** Jest runs the TypeScript sources as native ESM (the @octokit packages are ESM-only). */
+export default {
+  testEnvironment: 'node',
+  extensionsToTreatAsEsm: ['.ts'],
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { useESM: true }],
+  },
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  testMatch: ['<rootDir>/tests/**/*.test.ts'],
+  testTimeout: 30000,
+  maxWorkers: 2,
+};

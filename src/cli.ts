@@ -1,0 +1,120 @@
+/**
+ * The `hpcbot` command: `server`, `poll`, `start` (both), `config check`.
+ * A bad site.yaml prints every problem with file, line and key path, and exits with code 2.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Command, Option } from 'commander';
+import YAML from 'yaml';
+import { ConfigError, configPathFrom, describeSecretsSources, loadConfig, type Config } from './config.js';
+import { createLogger } from './log.js';
+import { loadWebhookSecret } from './secrets.js';
+import { startServer } from './server.js';
+import { runPollerCommand } from './poller.js';
+
+function configOption() {
+  return new Option('-c, --config <path>', 'site.yaml to use (default: $HPCBOT_CONFIG or config/site.yaml)');
+}
+
+function load(opts: { config?: string }): Config {
+  return loadConfig(configPathFrom(opts.config));
+}
+
+const program = new Command()
+  .name('hpcbot')
+  .description('Builds and deploys HPC software stacks from pull requests')
+  .showHelpAfterError();
+
+program
+  .command('server')
+  .description('run the webhook endpoint (verifies and stores events, nothing else)')
+  .addOption(configOption())
+  .option('--insecure-skip-signature', 'DEVELOPMENT ONLY: accept unsigned deliveries')
+  .action(async (opts: { config?: string; insecureSkipSignature?: boolean }) => {
+    const config = load(opts);
+    const logger = createLogger('server');
+    let secret: string | undefined;
+    if (opts.insecureSkipSignature) {
+      logger.warn(
+        '!!! --insecure-skip-signature: webhook signatures are NOT verified; never expose this port !!!',
+      );
+    } else {
+      const loaded = await loadWebhookSecret(config);
+      secret = loaded.secret;
+      logger.info(
+        { source: loaded.source },
+        loaded.generated
+          ? `generated a new webhook secret in ${loaded.source.replace(/^file /, '')}; enter it in the GitHub App settings`
+          : `webhook secret from ${loaded.source}`,
+      );
+    }
+    const server = await startServer({
+      config,
+      logger,
+      secret,
+      insecureSkipSignature: opts.insecureSkipSignature,
+    });
+    const addr = server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : config.server.port;
+    logger.info(
+      `listening on http://${config.server.host}:${port}${config.server.webhook_path} (jobdirs ${config.jobdirs})`,
+    );
+    const stop = () => server.close(() => process.exit(0));
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+
+program
+  .command('poll')
+  .description('advance pending work: on a cron schedule, or once')
+  .addOption(configOption())
+  .option('--once', 'run one tick, then exit')
+  .option('--dir <path>', 'advance only this event or job directory, then exit')
+  .option('--replay <path>', 'start a finished event over as a new run_NNN, then exit')
+  .action(async (opts: { config?: string; once?: boolean; dir?: string; replay?: string }) => {
+    const config = load(opts);
+    process.exitCode = await runPollerCommand(config, createLogger('poller'), opts);
+  });
+
+program
+  .command('start')
+  .description('run the server and the poller together (two processes)')
+  .addOption(configOption())
+  .action((opts: { config?: string }) => {
+    load(opts); // fail fast, with exit code 2, before starting anything
+    const self = fileURLToPath(import.meta.url);
+    const extra = opts.config ? ['--config', opts.config] : [];
+    const children: ChildProcess[] = ['server', 'poll'].map((cmd) =>
+      spawn(process.execPath, [...process.execArgv, self, cmd, ...extra], { stdio: 'inherit' }),
+    );
+    const stopAll = () => children.forEach((c) => c.kill('SIGTERM'));
+    process.on('SIGTERM', stopAll);
+    process.on('SIGINT', stopAll);
+    for (const child of children) {
+      child.on('exit', (code) => {
+        if (code !== 0 && code !== null) process.exitCode = code;
+        stopAll();
+      });
+    }
+  });
+
+const configCmd = program.command('config').description('site.yaml tools');
+configCmd
+  .command('check')
+  .description('validate site.yaml and print the effective config (secrets are never in it)')
+  .addOption(configOption())
+  .action((opts: { config?: string }) => {
+    const config = load(opts);
+    process.stdout.write(`# ${config.source}: OK\n`);
+    process.stdout.write(YAML.stringify({ ...config, secrets: describeSecretsSources(config) }));
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(2);
+  }
+  throw err;
+}

@@ -1,0 +1,267 @@
+/**
+ * config/site.yaml: the cluster admin's file. Loaded with `yaml`, validated with zod.
+ * Every error names the file, the line and the key path; unknown keys are errors.
+ * Secrets never live in this file: it names the environment variables or files that hold them.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { z } from 'zod';
+
+export const CHATLEVELS = ['incognito', 'minimal', 'basic', 'chatty'] as const;
+export type Chatlevel = (typeof CHATLEVELS)[number];
+
+const login = z.string().regex(/^[A-Za-z0-9-]+(\[bot\])?$|^[A-Za-z0-9-]+\/[A-Za-z0-9_.-]+$/, {
+  message: 'expected a GitHub login or an org/team slug',
+});
+
+const nodeTypeSchema = z.strictObject({
+  os: z.string().default('linux'),
+  cpu_subdir: z.string().min(1),
+  accel: z.string().optional(),
+  slurm_params: z.array(z.string()).default([]),
+  repo_targets: z.array(z.string().regex(/^[A-Za-z0-9_.-]+$/)).min(1),
+});
+
+const siteConfigSchema = z.strictObject({
+  local_tmp: z.string().optional(),
+  http_proxy: z.string().optional(),
+  https_proxy: z.string().optional(),
+  load_modules: z.string().optional(),
+  shared_fs_path: z.string().optional(),
+  build_logs_dir: z.string().optional(),
+  container_cachedir: z.string().optional(),
+  site_config_script: z.string().optional(),
+});
+
+export const siteSchema = z.strictObject({
+  /** Short name shown in comments and used in Slurm job names. */
+  instance: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, { message: 'expected 1-32 of [A-Za-z0-9_-]' }),
+  /** Root of all runtime data; relative paths are resolved against the config file's directory. */
+  jobdirs: z.string().min(1),
+  server: z
+    .strictObject({
+      host: z.string().default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(3000),
+      webhook_path: z.string().startsWith('/').default('/webhook'),
+    })
+    .prefault({}),
+  github: z
+    .strictObject({
+      api_url: z.url().default('https://api.github.com'),
+      /** Write comments into the job directory instead of posting them. */
+      dry_run: z.boolean().default(false),
+      app_id: z.number().int().positive().optional(),
+      private_key_file: z.string().optional(),
+      token_env: z.string().optional(),
+      webhook_secret_env: z.string().default('HPCBOT_WEBHOOK_SECRET'),
+      /** Used when the env var is unset; generated (mode 600) on first start if missing. */
+      webhook_secret_file: z.string().optional(),
+      /** The bot's own login, whose comments are never parsed as commands. */
+      bot_login: z.string().optional(),
+    })
+    .prefault({}),
+  poller: z
+    .strictObject({
+      schedule: z.string().default('*/10 * * * * *'),
+      max_attempts: z.number().int().positive().default(10),
+    })
+    .prefault({}),
+  chatlevel: z.enum(CHATLEVELS).default('basic'),
+  permissions: z
+    .strictObject({
+      command: z.array(login).default([]),
+      build: z.array(login).default([]),
+      deploy: z.array(login).default([]),
+    })
+    .prefault({}),
+  labels: z
+    .strictObject({
+      /** What the `bot:build` label does: reply with a hint (as the EESSI bot does) or build the defaults. */
+      build: z.enum(['hint', 'build_defaults']).default('hint'),
+      default_build_command: z.string().default(''),
+    })
+    .prefault({}),
+  backend: z
+    .strictObject({
+      kind: z.enum(['local', 'slurm']).default('local'),
+      local: z.strictObject({ max_parallel: z.number().int().positive().default(2) }).prefault({}),
+      slurm: z
+        .strictObject({
+          handover: z.enum(['hold_release', 'delayed_begin']).default('hold_release'),
+          job_name_prefix: z
+            .string()
+            .regex(/^[A-Za-z0-9_-]*$/)
+            .default('hpcbot'),
+          default_time: z.string().default('24:00:00'),
+          sbatch_params: z.array(z.string()).default([]),
+          delay_begin_seconds: z.number().int().positive().default(20),
+          missing_ticks_before_lost: z.number().int().positive().default(3),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  build: z
+    .strictObject({
+      node_types: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/), nodeTypeSchema).default({}),
+      repos_cfg_dir: z.string().optional(),
+      site_config: siteConfigSchema.prefault({}),
+      allowed_exportvars: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*=.*$/)).default([]),
+      job_script: z.string().optional(),
+      on_overlap: z.enum(['supersede', 'queue', 'refuse']).default('supersede'),
+      on_new_push: z.enum(['cancel', 'keep']).default('cancel'),
+    })
+    .prefault({}),
+});
+
+export type SiteConfig = z.infer<typeof siteSchema>;
+
+/** The validated config plus where it came from; paths are absolute. */
+export interface Config extends SiteConfig {
+  source: string;
+}
+
+export interface ConfigProblem {
+  line: number | undefined;
+  keyPath: string;
+  message: string;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: ConfigProblem[],
+  ) {
+    super(
+      problems.map((p) => `${file}:${p.line ?? '?'}: ${p.keyPath || '(top level)'}: ${p.message}`).join('\n'),
+    );
+    this.name = 'ConfigError';
+  }
+}
+
+export const DEFAULT_CONFIG_PATH = 'config/site.yaml';
+
+export function configPathFrom(cliPath: string | undefined, env = process.env): string {
+  return cliPath ?? env.HPCBOT_CONFIG ?? DEFAULT_CONFIG_PATH;
+}
+
+export function loadConfig(file: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, [
+      { line: undefined, keyPath: '', message: `cannot read: ${(err as Error).message}` },
+    ]);
+  }
+  return parseConfig(text, file);
+}
+
+export function parseConfig(text: string, file: string): Config {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      file,
+      doc.errors.map((e) => ({
+        line: lineCounter.linePos(e.pos[0]).line,
+        keyPath: '',
+        message: `YAML syntax: ${e.message.split('\n')[0]}`,
+      })),
+    );
+  }
+  const result = siteSchema.safeParse(doc.toJS() ?? {}, { reportInput: true });
+  if (!result.success) {
+    throw new ConfigError(
+      file,
+      result.error.issues.map((issue) => describeIssue(issue, doc, lineCounter)),
+    );
+  }
+  return resolvePaths({ ...result.data, source: path.resolve(file) });
+}
+
+function describeIssue(issue: z.core.$ZodIssue, doc: Document, lines: LineCounter): ConfigProblem {
+  let keyPath = issue.path.map(String);
+  let message: string;
+  const got = 'input' in issue && issue.input !== undefined ? `, got ${JSON.stringify(issue.input)}` : '';
+  switch (issue.code) {
+    case 'invalid_value':
+      message = `expected ${issue.values.map(String).join(' | ')}${got}`;
+      break;
+    case 'unrecognized_keys':
+      // Point at the unknown key itself, so the line is the typo's line.
+      keyPath = [...keyPath, issue.keys[0] ?? ''];
+      message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+      break;
+    case 'invalid_type':
+      message =
+        issue.input === undefined ? `required (${issue.expected})` : `expected ${issue.expected}${got}`;
+      break;
+    default:
+      message = `${issue.message}${got}`;
+  }
+  return { line: lineOf(doc, keyPath, lines), keyPath: keyPath.join('.'), message };
+}
+
+/** The line of the deepest node along keyPath that exists in the document. */
+function lineOf(doc: Document, keyPath: string[], lines: LineCounter): number | undefined {
+  for (let depth = keyPath.length; depth >= 0; depth--) {
+    const node = depth === 0 ? doc.contents : doc.getIn(keyPath.slice(0, depth), true);
+    if (isNode(node) && node.range) {
+      // For a key, prefer the line of the key (the value may start on the next line).
+      const pair = depth > 0 ? findPairKeyOffset(doc, keyPath.slice(0, depth)) : undefined;
+      return lines.linePos(pair ?? node.range[0]).line;
+    }
+  }
+  return undefined;
+}
+
+function findPairKeyOffset(doc: Document, keyPath: string[]): number | undefined {
+  const parent = keyPath.length === 1 ? doc.contents : doc.getIn(keyPath.slice(0, -1), true);
+  const last = keyPath[keyPath.length - 1];
+  if (!parent || typeof parent !== 'object' || !('items' in parent) || !Array.isArray(parent.items))
+    return undefined;
+  for (const item of parent.items as unknown[]) {
+    const key = (item as { key?: { value?: unknown; range?: [number, number, number] } }).key;
+    if (key && String(key.value) === last && key.range) return key.range[0];
+  }
+  return undefined;
+}
+
+function resolvePaths(cfg: Config): Config {
+  const base = path.dirname(cfg.source);
+  const abs = (p: string | undefined) => (p === undefined ? undefined : path.resolve(base, p));
+  return {
+    ...cfg,
+    jobdirs: path.resolve(base, cfg.jobdirs),
+    github: {
+      ...cfg.github,
+      private_key_file: abs(cfg.github.private_key_file),
+      webhook_secret_file: abs(cfg.github.webhook_secret_file),
+    },
+    build: {
+      ...cfg.build,
+      repos_cfg_dir: abs(cfg.build.repos_cfg_dir),
+      job_script: abs(cfg.build.job_script),
+    },
+  };
+}
+
+/** The effective config as `hpcbot config check` prints it. The file holds no secret values, only their sources. */
+export function describeSecretsSources(cfg: Config): Record<string, string> {
+  return {
+    webhook_secret: process.env[cfg.github.webhook_secret_env]
+      ? `env ${cfg.github.webhook_secret_env} (set, redacted)`
+      : `file ${webhookSecretFile(cfg)}`,
+    github_auth:
+      cfg.github.app_id !== undefined
+        ? `app ${cfg.github.app_id}, key file ${cfg.github.private_key_file ?? '(missing)'}`
+        : cfg.github.token_env
+          ? `token from env ${cfg.github.token_env} (${process.env[cfg.github.token_env] ? 'set, redacted' : 'NOT SET'})`
+          : 'none (dry_run only)',
+  };
+}
+
+export function webhookSecretFile(cfg: Config): string {
+  return cfg.github.webhook_secret_file ?? path.join(cfg.jobdirs, '.secrets', 'webhook-secret');
+}

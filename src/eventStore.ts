@@ -1,0 +1,131 @@
+/**
+ * Turning a verified delivery into an event file. Pure classification (`classifyEvent`) plus the
+ * durable, exactly-once write (`storeEvent`). This is all the webhook server does with a delivery.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { createFileExclusive, fsyncDir, mkdirDurable } from './fsutil.js';
+import { JobDirs, isValidOwner, isValidRepoName, type EventScope } from './jobdirs.js';
+
+/** Events about a pull request; they are stored under pr_<N>. */
+const PR_EVENTS = new Set([
+  'pull_request',
+  'pull_request_review',
+  'pull_request_review_comment',
+  'pull_request_review_thread',
+]);
+/** Repo-level events kept for the record (a renamed, archived or deleted repository). */
+const REPO_EVENTS = new Set(['repository']);
+
+export type Classification =
+  | { store: true; owner: string; repo: string; scope: EventScope }
+  | { store: false; reason: string }
+  | { invalid: string };
+
+interface PayloadShape {
+  action?: unknown;
+  number?: unknown;
+  repository?: { name?: unknown; owner?: { login?: unknown } };
+  pull_request?: { number?: unknown };
+  issue?: { number?: unknown; pull_request?: unknown };
+  installation?: { id?: unknown };
+}
+
+/** Decide where (and whether) an event is stored. Names that could build odd paths are `invalid`. */
+export function classifyEvent(event: string, payload: unknown): Classification {
+  const p = (payload ?? {}) as PayloadShape;
+  let scope: EventScope | undefined;
+  if (PR_EVENTS.has(event)) {
+    const n = p.pull_request?.number ?? p.number;
+    if (!isPrNumber(n)) return { invalid: `${event} payload has no valid pull_request.number` };
+    scope = { kind: 'pr', number: n };
+  } else if (event === 'issue_comment') {
+    if (!p.issue?.pull_request)
+      return { store: false, reason: 'comment on a plain issue, not a pull request' };
+    if (!isPrNumber(p.issue.number)) return { invalid: 'issue_comment payload has no valid issue.number' };
+    scope = { kind: 'pr', number: p.issue.number };
+  } else if (REPO_EVENTS.has(event)) {
+    scope = { kind: 'repo' };
+  } else {
+    return { store: false, reason: `the bot does not act on ${event} events` };
+  }
+  const owner = p.repository?.owner?.login;
+  const repo = p.repository?.name;
+  if (!isValidOwner(owner)) return { invalid: `repository.owner.login is not a valid GitHub login` };
+  if (!isValidRepoName(repo)) return { invalid: `repository.name is not a valid GitHub repository name` };
+  return { store: true, owner, repo, scope };
+}
+
+function isPrNumber(n: unknown): n is number {
+  return typeof n === 'number' && Number.isSafeInteger(n) && n > 0;
+}
+
+export interface IncomingEvent {
+  delivery: string;
+  event: string;
+  /** The verified raw body; it is embedded byte for byte as `payload`. */
+  rawBody: string;
+  action: string | null;
+  installationId: number | null;
+  /** X-GitHub-* headers only. */
+  headers: Record<string, string>;
+  owner: string;
+  repo: string;
+  scope: EventScope;
+  receivedAt: Date;
+}
+
+export interface StoredEvent {
+  delivery: string;
+  event: string;
+  action: string | null;
+  received_at: string;
+  installation_id: number | null;
+  headers: Record<string, string>;
+  payload: unknown;
+}
+
+export const EVENT_FILE = 'event.json';
+
+/**
+ * Store an event exactly once per delivery id, durably, before the caller acknowledges it.
+ *
+ * 1. Claim the delivery id (exclusive create of deliveries/<id>, naming the event dir).
+ * 2. Write event.json into that dir (exclusive create).
+ * 3. Add the dir to the pending-work index.
+ *
+ * A redelivery whose claim exists finishes steps 2-3 if an earlier attempt crashed midway, so a crash
+ * loses nothing; if event.json already exists it is left untouched and `duplicate` is returned.
+ */
+export async function storeEvent(
+  jobdirs: JobDirs,
+  ev: IncomingEvent,
+): Promise<{ duplicate: boolean; eventDir: string }> {
+  const claim = path.join(jobdirs.deliveriesDir, ev.delivery);
+  let eventDir = jobdirs.eventDir(ev.receivedAt, ev.owner, ev.repo, ev.scope, ev.delivery);
+  const claimed = await createFileExclusive(claim, jobdirs.relative(eventDir) + '\n');
+  if (!claimed) eventDir = jobdirs.resolve((await fs.readFile(claim, 'utf8')).trim());
+
+  await mkdirDurable(eventDir);
+  const written = await createFileExclusive(path.join(eventDir, EVENT_FILE), renderEventFile(ev));
+  await jobdirs.enqueue(eventDir);
+  if (written) await fsyncDir(eventDir);
+  return { duplicate: !written, eventDir };
+}
+
+/** The event file, with the raw body spliced in as `payload` so it is stored exactly as GitHub sent it. */
+export function renderEventFile(ev: IncomingEvent): string {
+  const head = JSON.stringify({
+    delivery: ev.delivery,
+    event: ev.event,
+    action: ev.action,
+    received_at: ev.receivedAt.toISOString(),
+    installation_id: ev.installationId,
+    headers: ev.headers,
+  });
+  return `${head.slice(0, -1)},"payload":${ev.rawBody}}\n`;
+}
+
+export async function readEventFile(eventDir: string): Promise<StoredEvent> {
+  return JSON.parse(await fs.readFile(path.join(eventDir, EVENT_FILE), 'utf8')) as StoredEvent;
+}

@@ -1,0 +1,127 @@
+/**
+ * The on-disk layout under `jobdirs`. Everything the bot knows lives here (see jobdirs/README.md).
+ *
+ *   <root>/<YYYY.MM>/<owner>/<repo>/pr_<N>/event_<delivery>/event.json   an event about a PR
+ *   <root>/<YYYY.MM>/<owner>/<repo>/_repo/event_<delivery>/event.json   a repo-level event
+ *   <root>/deliveries/<delivery>     claim of a delivery id: holds the event dir (relative to root)
+ *   <root>/queue/<name>              pending-work index: one entry per directory the poller must advance
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { createFileExclusive, isTempName, mkdirDurable } from './fsutil.js';
+
+/** GitHub's rules: logins are alphanumerics and single hyphens; repo names add `.` and `_`. */
+const OWNER_RE = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/;
+const REPO_RE = /^[A-Za-z0-9._-]{1,100}$/;
+/** Delivery ids are GUIDs; we accept a safe superset so that tests and replays can name their own. */
+const DELIVERY_RE = /^[A-Za-z0-9-]{1,64}$/;
+
+export function isValidOwner(owner: unknown): owner is string {
+  return typeof owner === 'string' && OWNER_RE.test(owner);
+}
+
+export function isValidRepoName(repo: unknown): repo is string {
+  return typeof repo === 'string' && REPO_RE.test(repo) && repo !== '.' && repo !== '..';
+}
+
+export function isValidDeliveryId(id: unknown): id is string {
+  return typeof id === 'string' && DELIVERY_RE.test(id);
+}
+
+export type EventScope = { kind: 'pr'; number: number } | { kind: 'repo' };
+
+export function monthDir(date: Date): string {
+  return `${date.getUTCFullYear()}.${String(date.getUTCMonth() + 1).padStart(2, '0')}`;
+}
+
+export class JobDirs {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+  }
+
+  get queueDir(): string {
+    return path.join(this.root, 'queue');
+  }
+
+  get deliveriesDir(): string {
+    return path.join(this.root, 'deliveries');
+  }
+
+  get mirrorsDir(): string {
+    return path.join(this.root, 'mirrors');
+  }
+
+  get locksDir(): string {
+    return path.join(this.root, 'locks');
+  }
+
+  prDir(month: string, owner: string, repo: string, pr: number): string {
+    return path.join(this.root, month, owner, repo, `pr_${pr}`);
+  }
+
+  eventDir(received: Date, owner: string, repo: string, scope: EventScope, delivery: string): string {
+    const scopeDir = scope.kind === 'pr' ? `pr_${scope.number}` : '_repo';
+    return path.join(this.root, monthDir(received), owner, repo, scopeDir, `event_${delivery}`);
+  }
+
+  relative(p: string): string {
+    return path.relative(this.root, p);
+  }
+
+  /** Resolve a path read from the index; refuses anything outside root. */
+  resolve(rel: string): string {
+    const abs = path.resolve(this.root, rel);
+    if (abs !== this.root && !abs.startsWith(this.root + path.sep)) {
+      throw new Error(`path ${JSON.stringify(rel)} is outside jobdirs`);
+    }
+    return abs;
+  }
+
+  async ensureBaseDirs(): Promise<void> {
+    for (const d of [this.queueDir, this.deliveriesDir, this.locksDir]) await mkdirDurable(d);
+  }
+
+  // ---- pending-work index -------------------------------------------------------------------
+
+  private queueEntryName(dir: string): string {
+    return this.relative(dir).split(path.sep).join('__');
+  }
+
+  /** Add `dir` to the pending-work index (idempotent). */
+  async enqueue(dir: string): Promise<void> {
+    await createFileExclusive(path.join(this.queueDir, this.queueEntryName(dir)), this.relative(dir) + '\n');
+  }
+
+  async dequeue(dir: string): Promise<void> {
+    await fs.rm(path.join(this.queueDir, this.queueEntryName(dir)), { force: true });
+  }
+
+  async isQueued(dir: string): Promise<boolean> {
+    try {
+      await fs.access(path.join(this.queueDir, this.queueEntryName(dir)));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Absolute paths of all pending directories, oldest entry name first (names sort by month). */
+  async pending(): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await fs.readdir(this.queueDir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const dirs: string[] = [];
+    for (const name of names.sort()) {
+      if (isTempName(name)) continue;
+      const rel = (await fs.readFile(path.join(this.queueDir, name), 'utf8')).trim();
+      dirs.push(this.resolve(rel));
+    }
+    return dirs;
+  }
+}

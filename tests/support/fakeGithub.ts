@@ -1,0 +1,579 @@
+/**
+ * A fake GitHub for tests: a loopback HTTP server (node:http) that speaks the REST subset the bot
+ * uses, records every call, stores comments so reads see writes, injects faults on demand, and
+ * serves bare git repositories over smart HTTP through the real `git http-backend`.
+ *
+ *   const gh = new FakeGitHub({ gitRoot: dir });
+ *   const url = await gh.start();          // use as github.api_url; cloneUrl() → `${url}/o/r.git`
+ *   ...
+ *   await gh.stop();
+ *
+ * Routes:
+ *   POST  /app/installations/:id/access_tokens       (JWT: "Bearer a.b.c", RS256, iss = app id)
+ *   GET   /repos/:o/:r/installation                  (JWT; see setRepoInstallation)
+ *   GET   /repos/:o/:r/issues/:n/comments            (per_page/page, Link header)
+ *   POST  /repos/:o/:r/issues/:n/comments
+ *   GET   /repos/:o/:r/issues/comments/:id
+ *   PATCH /repos/:o/:r/issues/comments/:id
+ *   GET   /repos/:o/:r/pulls/:n                      (see addPullRequest)
+ *   GET   /orgs/:org/teams/:slug/memberships/:user   (see addTeamMember)
+ *   GET/POST /:owner/:repo.git/...                   (git smart HTTP, fetch only)
+ *
+ * Tokens: installation tokens (`ghs_…`) are issued here and checked on later calls (unknown → 401);
+ * any other `token X` is taken as a personal access token of `patLogin`.
+ */
+import { spawn } from 'node:child_process';
+import { createPublicKey, verify as verifySignature, type KeyObject } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface RecordedCall {
+  method: string;
+  /** Path without the query string, e.g. `/repos/o/r/issues/1/comments`. */
+  path: string;
+  query: Record<string, string>;
+  /** Parsed JSON body, or undefined. */
+  body: unknown;
+  /** The Authorization header as sent, or undefined. */
+  auth: string | undefined;
+  /** The status the fake answered. */
+  status: number;
+}
+
+export interface RecordedGitCall {
+  method: string;
+  path: string;
+  query: string;
+  auth: string | undefined;
+  status: number;
+}
+
+export interface IssuedToken {
+  installationId: number;
+  appId: number;
+  token: string;
+}
+
+export interface FakeComment {
+  id: number;
+  owner: string;
+  repo: string;
+  issue: number;
+  body: string;
+  user: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface FakePullRequest {
+  number: number;
+  title?: string;
+  state?: 'open' | 'closed';
+  merged?: boolean;
+  author?: string;
+  headSha: string;
+  headRef?: string;
+  /** `owner/repo` of the head; null for a deleted fork; default: the base repo. */
+  headRepoFullName?: string | null;
+  baseSha: string;
+  baseRef?: string;
+}
+
+/**
+ * What an injected fault answers:
+ * - 500 / 502: a server error;
+ * - 'rate-limit': 403 with `x-ratelimit-remaining: 0` and a reset `resetInSeconds` (default 1) ahead;
+ * - 'secondary-rate-limit': 403 with GitHub's documented message and `retry-after` (default 1);
+ * - 429: too many requests with `retry-after` (default 1);
+ * - 'hang': never answer (the connection is dropped by stop());
+ * - any other number: that status with a generic message.
+ */
+export type FaultKind = 500 | 502 | 'rate-limit' | 'secondary-rate-limit' | 429 | 'hang' | number;
+
+interface Fault {
+  method: string;
+  path: RegExp;
+  kind: FaultKind;
+  remaining: number;
+  seconds: number;
+}
+
+export interface FakeGitHubOptions {
+  /** Directory holding bare repositories as `<owner>/<repo>.git`; enables git smart HTTP. */
+  gitRoot?: string;
+  /** Login of comments written with an installation token (default `hpcbot-test[bot]`). */
+  botLogin?: string;
+  /** Login of comments written with any other token (default `pat-user`). */
+  patLogin?: string;
+  /** Require Basic auth with an issued token (or `gitPasswords`) for git over HTTP. */
+  requireGitAuth?: boolean;
+  gitPasswords?: string[];
+  /** If given, JWTs must carry a valid RS256 signature by this key (else only their shape is checked). */
+  appPublicKey?: string | KeyObject;
+}
+
+const SECONDARY_MESSAGE =
+  'You have exceeded a secondary rate limit. Please wait a few minutes before you try again. ' +
+  'If you reach out to GitHub Support for help, please include the request ID FAKE:0000.';
+const SAFE_NAME = /^[A-Za-z0-9._-]+$/;
+
+export class FakeGitHub {
+  readonly calls: RecordedCall[] = [];
+  readonly gitCalls: RecordedGitCall[] = [];
+  readonly tokens: IssuedToken[] = [];
+  private readonly comments: FakeComment[] = [];
+  private readonly pulls = new Map<string, FakePullRequest>();
+  private readonly teams = new Map<string, 'active' | 'pending'>();
+  private readonly installations = new Map<string, number>();
+  private readonly faults: Fault[] = [];
+  private readonly server: http.Server;
+  private nextCommentId = 1000;
+  private nextToken = 1;
+  private base = '';
+  private readonly publicKey: KeyObject | undefined;
+
+  constructor(private readonly opts: FakeGitHubOptions = {}) {
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ message: `fake github crashed: ${(err as Error).message}` }));
+      });
+    });
+    this.publicKey =
+      opts.appPublicKey === undefined
+        ? undefined
+        : typeof opts.appPublicKey === 'string'
+          ? createPublicKey(opts.appPublicKey)
+          : opts.appPublicKey;
+  }
+
+  /** Listen on 127.0.0.1 (random port); returns the base URL, e.g. `http://127.0.0.1:40123`. */
+  async start(): Promise<string> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(0, '127.0.0.1', () => resolve());
+    });
+    const { port } = this.server.address() as AddressInfo;
+    this.base = `http://127.0.0.1:${port}`;
+    return this.base;
+  }
+
+  get url(): string {
+    return this.base;
+  }
+
+  async stop(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  // ---- fixtures -------------------------------------------------------------------------------
+
+  addPullRequest(owner: string, repo: string, pr: FakePullRequest): void {
+    this.pulls.set(`${owner}/${repo}#${pr.number}`, pr);
+  }
+
+  addTeamMember(org: string, team: string, login: string, state: 'active' | 'pending' = 'active'): void {
+    this.teams.set(`${org}/${team}/${login}`.toLowerCase(), state);
+  }
+
+  /** Answer for GET /repos/:o/:r/installation. */
+  setRepoInstallation(owner: string, repo: string, installationId: number): void {
+    this.installations.set(`${owner}/${repo}`.toLowerCase(), installationId);
+  }
+
+  /** Seed a comment as if someone had written it (not recorded as a call). */
+  addComment(owner: string, repo: string, issue: number, body: string, user = 'someone'): FakeComment {
+    const now = new Date().toISOString();
+    const c = { id: this.nextCommentId++, owner, repo, issue, body, user, created_at: now, updated_at: now };
+    this.comments.push(c);
+    return c;
+  }
+
+  /** The stored comments of an issue, oldest first. */
+  commentsOf(owner: string, repo: string, issue: number): FakeComment[] {
+    return this.comments.filter((c) => c.owner === owner && c.repo === repo && c.issue === issue);
+  }
+
+  /** Make the next `times` requests whose method and path match answer with `kind` instead. */
+  failNext(method: string, path: RegExp, kind: FaultKind, times = 1, seconds = 1): void {
+    this.faults.push({ method: method.toUpperCase(), path, kind, remaining: times, seconds });
+  }
+
+  /** Recorded API calls matching method and path. */
+  callsTo(method: string, path: RegExp | string): RecordedCall[] {
+    return this.calls.filter(
+      (c) =>
+        c.method === method.toUpperCase() && (typeof path === 'string' ? c.path === path : path.test(c.path)),
+    );
+  }
+
+  /** Which installation an issued token belongs to (undefined for a PAT or unknown token). */
+  installationOf(auth: string | undefined): number | undefined {
+    const token = /^token (.+)$/i.exec(auth ?? '')?.[1];
+    return this.tokens.find((t) => t.token === token)?.installationId;
+  }
+
+  // ---- dispatch -------------------------------------------------------------------------------
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://fake.invalid');
+    const path = url.pathname;
+    if (/^\/[^/]+\/[^/]+\.git(\/|$)/.test(path)) return this.handleGit(req, res, url);
+
+    const raw = await readBody(req);
+    let body: unknown;
+    if (raw.length > 0) {
+      try {
+        body = JSON.parse(raw.toString('utf8'));
+      } catch {
+        body = raw.toString('utf8');
+      }
+    }
+    const call: RecordedCall = {
+      method: req.method ?? 'GET',
+      path,
+      query: Object.fromEntries(url.searchParams),
+      body,
+      auth: req.headers.authorization,
+      status: 0,
+    };
+    this.calls.push(call);
+    const answer = (status: number, data: unknown, headers: Record<string, string> = {}) => {
+      call.status = status;
+      res.writeHead(status, {
+        'content-type': 'application/json; charset=utf-8',
+        'x-github-request-id': `FAKE:${this.calls.length}`,
+        ...headers,
+      });
+      res.end(data === undefined ? '' : JSON.stringify(data));
+    };
+
+    const fault = this.faults.find((f) => f.remaining > 0 && f.method === call.method && f.path.test(path));
+    if (fault) {
+      fault.remaining--;
+      if (fault.kind === 'hang') return;
+      const [status, data, headers] = faultAnswer(fault);
+      return answer(status, data, headers);
+    }
+    const [status, data, headers] = this.route(call, url);
+    answer(status, data, headers);
+  }
+
+  private route(call: RecordedCall, url: URL): [number, unknown, Record<string, string>?] {
+    const { method, path } = call;
+    let m: RegExpExecArray | null;
+
+    if (method === 'POST' && (m = /^\/app\/installations\/(\d+)\/access_tokens$/.exec(path))) {
+      const appId = this.checkJwt(call.auth);
+      if (appId === undefined) return [401, { message: 'A JSON web token could not be decoded' }];
+      const installationId = Number(m[1]);
+      const token = `ghs_fake${String(this.nextToken++).padStart(4, '0')}inst${installationId}`;
+      this.tokens.push({ installationId, appId, token });
+      const expires = new Date(Date.now() + 3600_000).toISOString().replace(/\.\d+Z$/, 'Z');
+      return [
+        201,
+        {
+          token,
+          expires_at: expires,
+          permissions: { issues: 'write', pull_requests: 'write', members: 'read', contents: 'read' },
+          repository_selection: 'all',
+        },
+      ];
+    }
+
+    if (method === 'GET' && (m = /^\/repos\/([^/]+)\/([^/]+)\/installation$/.exec(path))) {
+      if (this.checkJwt(call.auth) === undefined)
+        return [401, { message: 'A JSON web token could not be decoded' }];
+      const id = this.installations.get(`${m[1]}/${m[2]}`.toLowerCase());
+      return id === undefined ? notFound() : [200, { id, account: { login: m[1] } }];
+    }
+
+    // Everything else authenticates as an installation token, a PAT, or nobody.
+    const who = this.identify(call.auth);
+    if (who === 'bad') return [401, { message: 'Bad credentials' }];
+
+    if ((m = /^\/repos\/([^/]+)\/([^/]+)\/issues\/(\d+)\/comments$/.exec(path))) {
+      const [owner, repo, issue] = [m[1]!, m[2]!, Number(m[3])];
+      if (method === 'GET') return this.listComments(owner, repo, issue, url);
+      if (method === 'POST') {
+        if (who === undefined) return [401, { message: 'Requires authentication' }];
+        const text = (call.body as { body?: unknown } | undefined)?.body;
+        if (typeof text !== 'string') return [422, { message: 'Invalid request. "body" wasn\'t supplied.' }];
+        const c = this.addComment(owner, repo, issue, text, who);
+        return [201, this.commentJson(c)];
+      }
+    }
+
+    if ((m = /^\/repos\/([^/]+)\/([^/]+)\/issues\/comments\/(\d+)$/.exec(path))) {
+      const c = this.comments.find((x) => x.owner === m![1] && x.repo === m![2] && x.id === Number(m![3]));
+      if (!c) return notFound();
+      if (method === 'GET') return [200, this.commentJson(c)];
+      if (method === 'PATCH') {
+        if (who === undefined) return [401, { message: 'Requires authentication' }];
+        const text = (call.body as { body?: unknown } | undefined)?.body;
+        if (typeof text !== 'string') return [422, { message: 'Invalid request. "body" wasn\'t supplied.' }];
+        c.body = text;
+        c.updated_at = new Date().toISOString();
+        return [200, this.commentJson(c)];
+      }
+    }
+
+    if (method === 'GET' && (m = /^\/repos\/([^/]+)\/([^/]+)\/pulls\/(\d+)$/.exec(path))) {
+      const pr = this.pulls.get(`${m[1]}/${m[2]}#${Number(m[3])}`);
+      return pr ? [200, this.pullJson(m[1]!, m[2]!, pr)] : notFound();
+    }
+
+    if (method === 'GET' && (m = /^\/orgs\/([^/]+)\/teams\/([^/]+)\/memberships\/([^/]+)$/.exec(path))) {
+      const [org, slug, user] = [m[1]!, m[2]!, decodeURIComponent(m[3]!)];
+      const state = this.teams.get(`${org}/${slug}/${user}`.toLowerCase());
+      if (!state) return notFound();
+      return [200, { url: `${this.base}${path}`, role: 'member', state }];
+    }
+
+    return notFound();
+  }
+
+  private listComments(
+    owner: string,
+    repo: string,
+    issue: number,
+    url: URL,
+  ): [number, unknown, Record<string, string>] {
+    const all = this.commentsOf(owner, repo, issue);
+    const perPage = Math.min(Math.max(Number(url.searchParams.get('per_page') ?? 30) || 30, 1), 100);
+    const page = Math.max(Number(url.searchParams.get('page') ?? 1) || 1, 1);
+    const last = Math.max(Math.ceil(all.length / perPage), 1);
+    const slice = all.slice((page - 1) * perPage, page * perPage);
+    const link = (p: number, rel: string) => {
+      const u = new URL(`${this.base}${url.pathname}`);
+      u.searchParams.set('per_page', String(perPage));
+      u.searchParams.set('page', String(p));
+      return `<${u.toString()}>; rel="${rel}"`;
+    };
+    const links: string[] = [];
+    if (page > 1) links.push(link(page - 1, 'prev'), link(1, 'first'));
+    if (page < last) links.push(link(page + 1, 'next'), link(last, 'last'));
+    return [200, slice.map((c) => this.commentJson(c)), links.length ? { link: links.join(', ') } : {}];
+  }
+
+  private commentJson(c: FakeComment): Record<string, unknown> {
+    return {
+      id: c.id,
+      node_id: `IC_fake${c.id}`,
+      url: `${this.base}/repos/${c.owner}/${c.repo}/issues/comments/${c.id}`,
+      html_url: `https://github.invalid/${c.owner}/${c.repo}/issues/${c.issue}#issuecomment-${c.id}`,
+      issue_url: `${this.base}/repos/${c.owner}/${c.repo}/issues/${c.issue}`,
+      body: c.body,
+      user: { login: c.user, type: c.user.endsWith('[bot]') ? 'Bot' : 'User' },
+      created_at: c.created_at,
+      updated_at: c.updated_at,
+      author_association: 'NONE',
+    };
+  }
+
+  private pullJson(owner: string, repo: string, pr: FakePullRequest): Record<string, unknown> {
+    const headRepo = pr.headRepoFullName === undefined ? `${owner}/${repo}` : pr.headRepoFullName;
+    const repoJson = (full: string) => ({
+      full_name: full,
+      name: full.split('/')[1],
+      owner: { login: full.split('/')[0] },
+      clone_url: `${this.base}/${full}.git`,
+    });
+    const merged = pr.merged ?? false;
+    return {
+      number: pr.number,
+      state: pr.state ?? 'open',
+      title: pr.title ?? `PR ${pr.number}`,
+      user: { login: pr.author ?? 'contributor' },
+      merged,
+      merged_at: merged ? new Date().toISOString() : null,
+      head: {
+        sha: pr.headSha,
+        ref: pr.headRef ?? 'feature',
+        label: `${headRepo?.split('/')[0] ?? 'unknown'}:${pr.headRef ?? 'feature'}`,
+        repo: headRepo === null ? null : repoJson(headRepo),
+      },
+      base: { sha: pr.baseSha, ref: pr.baseRef ?? 'main', repo: repoJson(`${owner}/${repo}`) },
+    };
+  }
+
+  /** The app id of a well-formed App JWT (`Bearer h.p.s`), else undefined. */
+  private checkJwt(auth: string | undefined): number | undefined {
+    const m = /^bearer ([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/i.exec(auth ?? '');
+    if (!m) return undefined;
+    try {
+      const header = JSON.parse(Buffer.from(m[1]!, 'base64url').toString('utf8')) as { alg?: string };
+      const payload = JSON.parse(Buffer.from(m[2]!, 'base64url').toString('utf8')) as {
+        iss?: unknown;
+        iat?: unknown;
+        exp?: unknown;
+      };
+      if (header.alg !== 'RS256' || typeof payload.iat !== 'number' || typeof payload.exp !== 'number')
+        return undefined;
+      if (this.publicKey) {
+        const ok = verifySignature(
+          'RSA-SHA256',
+          Buffer.from(`${m[1]}.${m[2]}`),
+          this.publicKey,
+          Buffer.from(m[3]!, 'base64url'),
+        );
+        if (!ok) return undefined;
+      }
+      const appId = Number(payload.iss);
+      return Number.isSafeInteger(appId) && appId > 0 ? appId : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Login behind an Authorization header: undefined = anonymous, 'bad' = unknown installation token. */
+  private identify(auth: string | undefined): string | undefined | 'bad' {
+    if (!auth) return undefined;
+    const token = /^token (\S+)$/i.exec(auth)?.[1];
+    if (!token) return 'bad';
+    if (token.startsWith('ghs_'))
+      return this.tokens.some((t) => t.token === token) ? (this.opts.botLogin ?? 'hpcbot-test[bot]') : 'bad';
+    return this.opts.patLogin ?? 'pat-user';
+  }
+
+  // ---- git smart HTTP -------------------------------------------------------------------------
+
+  private handleGit(req: http.IncomingMessage, res: http.ServerResponse, url: URL): void {
+    const record: RecordedGitCall = {
+      method: req.method ?? 'GET',
+      path: url.pathname,
+      query: url.search.replace(/^\?/, ''),
+      auth: req.headers.authorization,
+      status: 0,
+    };
+    this.gitCalls.push(record);
+    const fail = (status: number, text: string, headers: Record<string, string> = {}) => {
+      record.status = status;
+      req.resume();
+      res.writeHead(status, { 'content-type': 'text/plain', ...headers });
+      res.end(`${text}\n`);
+    };
+    const parts = url.pathname.split('/');
+    if (!this.opts.gitRoot || parts.slice(1, 3).some((p) => !SAFE_NAME.test(p) || p === '..' || p === '.'))
+      return fail(404, 'not found');
+
+    let remoteUser: string | undefined;
+    if (this.opts.requireGitAuth) {
+      const basic = /^basic (.+)$/i.exec(req.headers.authorization ?? '')?.[1];
+      const [user, ...rest] = basic ? Buffer.from(basic, 'base64').toString('utf8').split(':') : [];
+      const password = rest.join(':');
+      const known =
+        this.tokens.some((t) => t.token === password) || this.opts.gitPasswords?.includes(password);
+      if (!user || !known)
+        return fail(401, 'authentication required', { 'www-authenticate': 'Basic realm="fake"' });
+      remoteUser = user;
+    }
+
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      GIT_PROJECT_ROOT: this.opts.gitRoot,
+      GIT_HTTP_EXPORT_ALL: '1',
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_CONFIG_GLOBAL: '/dev/null',
+      PATH_INFO: url.pathname,
+      QUERY_STRING: url.search.replace(/^\?/, ''),
+      REQUEST_METHOD: req.method ?? 'GET',
+      CONTENT_TYPE: req.headers['content-type'] ?? '',
+      REMOTE_ADDR: req.socket.remoteAddress ?? '127.0.0.1',
+      SERVER_PROTOCOL: `HTTP/${req.httpVersion}`,
+      GATEWAY_INTERFACE: 'CGI/1.1',
+    };
+    if (req.headers['content-length']) env.CONTENT_LENGTH = req.headers['content-length'];
+    if (req.headers['content-encoding']) env.HTTP_CONTENT_ENCODING = req.headers['content-encoding'];
+    if (typeof req.headers['git-protocol'] === 'string') env.GIT_PROTOCOL = req.headers['git-protocol'];
+    if (remoteUser) env.REMOTE_USER = remoteUser;
+
+    const child = spawn('git', ['http-backend'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    req.pipe(child.stdin);
+    child.stdin.on('error', () => undefined);
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+
+    // CGI answer: header lines, a blank line, then the body.
+    let head = Buffer.alloc(0);
+    let headersDone = false;
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (headersDone) {
+        res.write(chunk);
+        return;
+      }
+      head = Buffer.concat([head, chunk]);
+      const text = head.toString('latin1');
+      const end = /\r?\n\r?\n/.exec(text);
+      if (!end) return;
+      headersDone = true;
+      let status = 200;
+      const headers: Record<string, string> = {};
+      for (const line of text.slice(0, end.index).split(/\r?\n/)) {
+        const i = line.indexOf(':');
+        if (i < 0) continue;
+        const name = line.slice(0, i).trim();
+        const value = line.slice(i + 1).trim();
+        if (name.toLowerCase() === 'status') status = parseInt(value, 10) || 200;
+        else headers[name] = value;
+      }
+      record.status = status;
+      res.writeHead(status, headers);
+      res.write(head.subarray(end.index + end[0].length));
+    });
+    child.on('error', (err) => {
+      if (!res.headersSent) fail(500, `cannot run git http-backend: ${err.message}`);
+    });
+    child.on('close', (code) => {
+      if (!headersDone) {
+        if (!res.headersSent) fail(500, `git http-backend exited ${code}: ${stderr}`);
+        return;
+      }
+      res.end();
+    });
+  }
+}
+
+function notFound(): [number, unknown] {
+  return [404, { message: 'Not Found', documentation_url: 'https://docs.github.com/rest' }];
+}
+
+function faultAnswer(f: Fault): [number, unknown, Record<string, string>] {
+  switch (f.kind) {
+    case 'hang':
+      throw new Error('unreachable');
+    case 'rate-limit':
+      return [
+        403,
+        { message: 'API rate limit exceeded for installation ID 1.' },
+        {
+          'x-ratelimit-limit': '5000',
+          'x-ratelimit-remaining': '0',
+          'x-ratelimit-used': '5000',
+          'x-ratelimit-reset': String(Math.floor(Date.now() / 1000) + f.seconds),
+        },
+      ];
+    case 'secondary-rate-limit':
+      return [403, { message: SECONDARY_MESSAGE }, { 'retry-after': String(f.seconds) }];
+    case 429:
+      return [429, { message: 'Too Many Requests' }, { 'retry-after': String(f.seconds) }];
+    case 500:
+      return [500, { message: 'Server Error' }, {}];
+    case 502:
+      return [502, { message: 'Bad Gateway' }, {}];
+    default:
+      return [f.kind, { message: `injected ${f.kind}` }, {}];
+  }
+}
+
+function readBody(req: http.IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}

@@ -84,16 +84,28 @@ program
     load(opts); // fail fast, with exit code 2, before starting anything
     const self = fileURLToPath(import.meta.url);
     const extra = opts.config ? ['--config', opts.config] : [];
-    const children: ChildProcess[] = ['server', 'poll'].map((cmd) =>
-      spawn(process.execPath, [...process.execArgv, self, cmd, ...extra], { stdio: 'inherit' }),
+    // Started as `node --import tsx src/cli.ts` the loader is in execArgv; started through
+    // bin/hpcbot.mjs it was registered in-process, so the children need it on their command line.
+    const loader = process.execArgv.length > 0 ? process.execArgv : ['--import', import.meta.resolve('tsx')];
+    let stopping = false;
+    const commands = ['server', 'poll'];
+    const children: ChildProcess[] = commands.map((cmd) =>
+      spawn(process.execPath, [...loader, self, cmd, ...extra], { stdio: 'inherit' }),
     );
-    const stopAll = () => children.forEach((c) => c.kill('SIGTERM'));
+    const stopAll = () => {
+      stopping = true;
+      children.forEach((c) => c.exitCode === null && c.signalCode === null && c.kill('SIGTERM'));
+    };
     process.on('SIGTERM', stopAll);
     process.on('SIGINT', stopAll);
-    for (const child of children) {
-      child.on('exit', (code) => {
-        if (code !== 0 && code !== null) process.exitCode = code;
+    for (const [i, child] of children.entries()) {
+      child.on('exit', (code, signal) => {
+        // A child that finished its work (exit 0) leaves the other running; one that failed or was
+        // killed takes the other down too, so that a supervisor restarts the pair.
+        if (code === 0 || stopping) return;
+        process.exitCode = code ?? 1;
         stopAll();
+        if (signal) process.stderr.write(`hpcbot start: ${commands[i]} killed by ${signal}\n`);
       });
     }
   });
@@ -105,9 +117,24 @@ configCmd
   .addOption(configOption())
   .action((opts: { config?: string }) => {
     const config = load(opts);
+    const text = YAML.stringify({ ...config, secrets: describeSecretsSources(config) });
     process.stdout.write(`# ${config.source}: OK\n`);
-    process.stdout.write(YAML.stringify({ ...config, secrets: describeSecretsSources(config) }));
+    process.stdout.write(redactSecretValues(text, config));
   });
+
+/**
+ * Second fence for `config check`: site.yaml never holds a secret, but if a value in it happens to be
+ * the value of a secret env var (a pasted secret), it must still not reach the terminal or a CI log.
+ */
+function redactSecretValues(text: string, config: Config): string {
+  const names = [config.github.webhook_secret_env, config.github.token_env];
+  let out = text;
+  for (const name of names) {
+    const value = name ? process.env[name] : undefined;
+    if (value) out = out.split(value).join('[redacted]');
+  }
+  return out;
+}
 
 try {
   await program.parseAsync(process.argv);

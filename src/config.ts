@@ -5,11 +5,16 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isScalar, isSeq, type Document } from 'yaml';
 import { z } from 'zod';
 
 export const CHATLEVELS = ['incognito', 'minimal', 'basic', 'chatty'] as const;
 export type Chatlevel = (typeof CHATLEVELS)[number];
+
+/** The name of an environment variable (never its value: secrets do not live in site.yaml). */
+const envName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'expected an environment variable name' });
 
 const login = z.string().regex(/^[A-Za-z0-9-]+(\[bot\])?$|^[A-Za-z0-9-]+\/[A-Za-z0-9_.-]+$/, {
   message: 'expected a GitHub login or an org/team slug',
@@ -53,8 +58,8 @@ export const siteSchema = z.strictObject({
       dry_run: z.boolean().default(false),
       app_id: z.number().int().positive().optional(),
       private_key_file: z.string().optional(),
-      token_env: z.string().optional(),
-      webhook_secret_env: z.string().default('HPCBOT_WEBHOOK_SECRET'),
+      token_env: envName.optional(),
+      webhook_secret_env: envName.default('HPCBOT_WEBHOOK_SECRET'),
       /** Used when the env var is unset; generated (mode 600) on first start if missing. */
       webhook_secret_file: z.string().optional(),
       /** The bot's own login, whose comments are never parsed as commands. */
@@ -165,7 +170,7 @@ export function parseConfig(text: string, file: string): Config {
       file,
       doc.errors.map((e) => ({
         line: lineCounter.linePos(e.pos[0]).line,
-        keyPath: '',
+        keyPath: keyPathAt(doc.contents, e.pos[0]).join('.'),
         message: `YAML syntax: ${e.message.split('\n')[0]}`,
       })),
     );
@@ -180,10 +185,47 @@ export function parseConfig(text: string, file: string): Config {
   return resolvePaths({ ...result.data, source: path.resolve(file) });
 }
 
+/** The key path of the innermost mapping key or sequence item around `offset` (for YAML syntax errors). */
+function keyPathAt(node: unknown, offset: number): string[] {
+  if (isMap(node)) {
+    // The last key that starts before the offset owns it (pairs are in document order).
+    let owner: (typeof node.items)[number] | undefined;
+    for (const pair of node.items) {
+      const start = isNode(pair.key) && pair.key.range ? pair.key.range[0] : undefined;
+      if (start !== undefined && start <= offset) owner = pair;
+    }
+    if (owner)
+      return [isScalar(owner.key) ? String(owner.key.value) : '?', ...keyPathAt(owner.value, offset)];
+  } else if (isSeq(node)) {
+    for (const [i, item] of node.items.entries()) {
+      if (isNode(item) && item.range && offset >= item.range[0] && offset <= item.range[2]) {
+        return [String(i), ...keyPathAt(item, offset)];
+      }
+    }
+  }
+  return [];
+}
+
+/** A short rendering of an offending value: enough to find it, never a whole file or a long blob. */
+function shortValue(input: unknown): string {
+  const text = JSON.stringify(input) ?? String(input);
+  return text.length > 80 ? `${text.slice(0, 60)}... (${text.length} characters)` : text;
+}
+
 function describeIssue(issue: z.core.$ZodIssue, doc: Document, lines: LineCounter): ConfigProblem {
   let keyPath = issue.path.map(String);
   let message: string;
-  const got = 'input' in issue && issue.input !== undefined ? `, got ${JSON.stringify(issue.input)}` : '';
+  const got = 'input' in issue && issue.input !== undefined ? `, got ${shortValue(issue.input)}` : '';
+  if (keyPath.length === 0 && issue.code === 'invalid_type') {
+    // Not a mapping at all (maybe not a site.yaml): say what it is, but do not echo the file.
+    const kind =
+      issue.input === null
+        ? 'an empty document'
+        : Array.isArray(issue.input)
+          ? 'a list'
+          : `a ${typeof issue.input}`;
+    return { line: 1, keyPath: '', message: `expected a mapping of site.yaml keys, got ${kind}` };
+  }
   switch (issue.code) {
     case 'invalid_value':
       message = `expected ${issue.values.map(String).join(' | ')}${got}`;
@@ -204,7 +246,7 @@ function describeIssue(issue: z.core.$ZodIssue, doc: Document, lines: LineCounte
 }
 
 /** The line of the deepest node along keyPath that exists in the document. */
-function lineOf(doc: Document, keyPath: string[], lines: LineCounter): number | undefined {
+function lineOf(doc: Document, keyPath: string[], lines: LineCounter): number {
   for (let depth = keyPath.length; depth >= 0; depth--) {
     const node = depth === 0 ? doc.contents : doc.getIn(keyPath.slice(0, depth), true);
     if (isNode(node) && node.range) {
@@ -213,7 +255,7 @@ function lineOf(doc: Document, keyPath: string[], lines: LineCounter): number | 
       return lines.linePos(pair ?? node.range[0]).line;
     }
   }
-  return undefined;
+  return 1; // an empty document: the problem is at its start
 }
 
 function findPairKeyOffset(doc: Document, keyPath: string[]): number | undefined {

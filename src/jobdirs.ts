@@ -66,6 +66,25 @@ export class JobDirs {
     return path.join(this.root, monthDir(received), owner, repo, scopeDir, `event_${delivery}`);
   }
 
+  /** Every job directory of a PR, across months (month, owner, repo, pr_N, event, run, node type, repo id). */
+  async prJobDirs(owner: string, repo: string, pr: number): Promise<string[]> {
+    const found: string[] = [];
+    for (const month of (await listDir(this.root)).filter((m) => /^\d{4}\.\d{2}$/.test(m)).sort()) {
+      const prDir = this.prDir(month, owner, repo, pr);
+      for (const ev of (await listDir(prDir)).filter((e) => e.startsWith('event_')).sort()) {
+        for (const run of (await listDir(path.join(prDir, ev))).filter((r) => /^run_\d+$/.test(r)).sort()) {
+          const runDir = path.join(prDir, ev, run);
+          for (const node of (await listDir(runDir)).sort()) {
+            for (const repoId of (await listDir(path.join(runDir, node))).sort()) {
+              found.push(path.join(runDir, node, repoId));
+            }
+          }
+        }
+      }
+    }
+    return found;
+  }
+
   relative(p: string): string {
     return path.relative(this.root, p);
   }
@@ -123,5 +142,16 @@ export class JobDirs {
       dirs.push(this.resolve(rel));
     }
     return dirs;
+  }
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  try {
+    return (await fs.readdir(dir, { withFileTypes: true }))
+      .filter((d) => d.isDirectory() && !isTempName(d.name))
+      .map((d) => d.name);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
+    throw err;
   }
 }

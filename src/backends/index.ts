@@ -1,0 +1,25 @@
+/** Picks the backend named by `backend.kind`. */
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { JobDirs } from '../jobdirs.js';
+import { LocalBackend } from './local.js';
+import { SlurmBackend } from './slurm.js';
+import type { Backend } from './types.js';
+
+export function instanceJobName(config: Config): string {
+  return `${config.backend.slurm.job_name_prefix}-${config.instance}`;
+}
+
+export function createBackend(config: Config, _logger: Logger, jobdirs: JobDirs): Backend {
+  if (config.backend.kind === 'local') {
+    return new LocalBackend(path.join(jobdirs.root, 'local-jobs'), config.backend.local.max_parallel);
+  }
+  const s = config.backend.slurm;
+  return new SlurmBackend({
+    handover: s.handover,
+    default_time: s.default_time,
+    delay_begin_seconds: s.delay_begin_seconds,
+    jobName: instanceJobName(config),
+  });
+}

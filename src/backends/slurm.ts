@@ -1,0 +1,150 @@
+/**
+ * The Slurm backend: sbatch, squeue, sacct, scontrol and scancel, each through execFile.
+ *
+ * - A job's working directory is its job dir, and no two jobs share one; so `WorkDir` (in squeue and
+ *   sacct) identifies our job after a crash, and `--comment=<submit id>` makes it visible to humans.
+ * - Tracking: one `squeue --name=<job name>` call for everything waiting or running, then one `sacct`
+ *   call for the jobs that have left the queue. Final states come only from sacct.
+ * - Any failure of squeue or sacct raises BackendUnavailableError, so that tick changes no job state.
+ */
+import { CommandError, run } from '../process.js';
+import { BackendUnavailableError, type Backend, type JobObservation, type SubmitRequest } from './types.js';
+
+export interface SlurmSettings {
+  handover: 'hold_release' | 'delayed_begin';
+  default_time: string;
+  delay_begin_seconds: number;
+  /** Shared by all jobs of this instance. */
+  jobName: string;
+}
+
+const ACTIVE_STATES = new Set([
+  'PENDING',
+  'RUNNING',
+  'CONFIGURING',
+  'COMPLETING',
+  'SUSPENDED',
+  'REQUEUED',
+  'RESIZING',
+]);
+
+/** sbatch arguments (pure): site/node params, handover, default time, name, comment, working dir. */
+export function sbatchArgs(req: SubmitRequest, s: SlurmSettings): string[] {
+  const params = req.params.filter((p) => p !== '--hold');
+  const hasTime = params.some((p) => p === '-t' || p.startsWith('--time') || /^-t\S/.test(p));
+  return [
+    '--parsable',
+    ...(s.handover === 'hold_release' ? ['--hold'] : [`--begin=now+${s.delay_begin_seconds}`]),
+    ...(hasTime ? [] : [`--time=${s.default_time}`]),
+    ...params,
+    `--job-name=${s.jobName}`,
+    `--comment=hpcbot:${req.submitId}`,
+    `--chdir=${req.jobDir}`,
+    req.script,
+  ];
+}
+
+/** `CANCELLED by 0` → `CANCELLED`. */
+export function baseState(state: string): string {
+  return state.trim().split(/\s+/)[0] ?? '';
+}
+
+export class SlurmBackend implements Backend {
+  readonly kind = 'slurm' as const;
+
+  constructor(private readonly settings: SlurmSettings) {}
+
+  async submit(req: SubmitRequest): Promise<{ jobId: string; held: boolean }> {
+    const out = await run('sbatch', sbatchArgs(req, this.settings), { cwd: req.jobDir });
+    const jobId = out.trim().split(';')[0] ?? '';
+    if (!/^\d+$/.test(jobId))
+      throw new Error(`sbatch printed no job id: ${JSON.stringify(out.slice(0, 200))}`);
+    return { jobId, held: this.settings.handover === 'hold_release' };
+  }
+
+  async findBySubmitId(_submitId: string, jobDir: string): Promise<string | undefined> {
+    // squeue -t all still shows jobs that just finished; sacct knows older ones (it lags a few seconds
+    // behind for brand-new pending jobs, which squeue covers).
+    const queued = await this.query('squeue', [
+      '--noheader',
+      '-t',
+      'all',
+      `--name=${this.settings.jobName}`,
+      '-o',
+      '%i|%Z',
+    ]);
+    for (const line of queued.split('\n')) {
+      const [id, dir] = line.split('|');
+      if (id && dir === jobDir) return id.trim();
+    }
+    const accounted = await this.query('sacct', [
+      '--noheader',
+      '--parsable2',
+      '-X',
+      `--name=${this.settings.jobName}`,
+      '-S',
+      'now-30days',
+      '-o',
+      'JobID,WorkDir',
+    ]);
+    for (const line of accounted.split('\n')) {
+      const [id, dir] = line.split('|');
+      if (id && dir === jobDir) return id.trim();
+    }
+    return undefined;
+  }
+
+  async release(jobId: string): Promise<boolean> {
+    await run('scontrol', ['release', jobId]);
+    return true;
+  }
+
+  async observe(jobs: Array<{ jobId: string }>): Promise<Map<string, JobObservation>> {
+    const wanted = new Set(jobs.map((j) => j.jobId));
+    const seen = new Map<string, JobObservation>();
+    const queue = await this.query('squeue', [
+      '--noheader',
+      `--name=${this.settings.jobName}`,
+      '-o',
+      '%i|%T|%r',
+    ]);
+    for (const line of queue.split('\n')) {
+      const [id, state, reason] = line.split('|').map((s) => s.trim());
+      if (!id || !state || !wanted.has(id) || !ACTIVE_STATES.has(state)) continue;
+      const held = /^JobHeld/.test(reason ?? '');
+      seen.set(id, { jobId: id, state, final: false, ...(reason ? { reason } : {}), held });
+    }
+    const gone = [...wanted].filter((id) => !seen.has(id));
+    if (gone.length === 0) return seen;
+    const acct = await this.query('sacct', [
+      '--noheader',
+      '--parsable2',
+      '-X',
+      '-j',
+      gone.join(','),
+      '-o',
+      'JobID,State,ExitCode',
+    ]);
+    for (const line of acct.split('\n')) {
+      const [id, rawState, exitCode] = line.split('|');
+      if (!id || !rawState || !wanted.has(id) || seen.has(id)) continue;
+      const state = baseState(rawState);
+      const final = !ACTIVE_STATES.has(state);
+      seen.set(id, { jobId: id, state, final, ...(exitCode ? { exitCode } : {}) });
+    }
+    return seen;
+  }
+
+  async cancel(jobId: string): Promise<void> {
+    await run('scancel', [jobId]);
+  }
+
+  private async query(command: string, args: string[]): Promise<string> {
+    try {
+      return await run(command, args, { timeoutMs: 30_000 });
+    } catch (err) {
+      if (err instanceof CommandError) throw new BackendUnavailableError(err.message);
+      throw new BackendUnavailableError(`${command}: ${(err as Error).message}`);
+    }
+  }
+}

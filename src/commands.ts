@@ -1,0 +1,234 @@
+/**
+ * Parsing `bot:` commands from a PR comment. Pure functions, compatible with the EESSI bot's syntax:
+ * one command per line, `^bot:[ ]?(.*)$` (case-sensitive), several commands per comment.
+ *
+ * Differences from the EESSI bot, on purpose: indented command lines count (the anchor's pre-check
+ * missed them), `for:`/`on:` keys need at least 3 letters (the anchor let `a` set both keys), and
+ * every mistake is reported with the correct syntax instead of being dropped silently.
+ */
+
+import { codeSpan } from './markdown.js';
+
+export const COMMAND_LINE_RE = /^bot:[ ]?(.*)$/;
+
+/** Comments with more commands than this get only the first ones handled, and say so. */
+export const MAX_COMMANDS_PER_COMMENT = 20;
+
+export const COMMAND_SYNTAX = {
+  help: 'bot: help',
+  show_config: 'bot: show_config',
+  status: 'bot: status [last_build]',
+  build:
+    'bot: build [on:arch=<cpu>[,accel=<gpu>]] for:arch=<cpu>[,accel=<gpu>] [repo:<repo_id>] [inst:<instance>] [exportvariable:NAME=value]',
+  cancel: 'bot: cancel [job:<job id>] [repo:<repo_id>] [arch:<cpu>] [accel:<gpu>]',
+  deploy: 'bot: deploy',
+} as const;
+
+export type CommandName = keyof typeof COMMAND_SYNTAX;
+
+/** Filter components, written as any prefix of at least 3 letters (`arch`, `repo`, `inst`, `accel`...). */
+export const FILTER_COMPONENTS = [
+  'accelerator',
+  'architecture',
+  'exportvariable',
+  'instance',
+  'job',
+  'repository',
+] as const;
+export type FilterComponent = (typeof FILTER_COMPONENTS)[number];
+
+export interface TargetSpec {
+  architecture?: string;
+  accelerator?: string;
+}
+
+export interface ExportVariable {
+  name: string;
+  value: string;
+}
+
+export interface CommandArgs {
+  /** Hardware to build on (`on:`), or the `for:` values for a native build. */
+  on: TargetSpec;
+  /** What to build for (`for:`); undefined when not given. */
+  for?: TargetSpec;
+  filters: Partial<Record<Exclude<FilterComponent, 'exportvariable'>, string>>;
+  exportVariables: ExportVariable[];
+  /** Tokens without a colon, e.g. `last_build`. */
+  general: string[];
+}
+
+export type ParsedCommand =
+  | { ok: true; line: string; name: CommandName; args: CommandArgs; expanded: string }
+  | { ok: false; line: string; name: string; error: string; syntax?: string };
+
+export class CommandSyntaxError extends Error {}
+
+const quote = (s: string) => codeSpan(s, 60);
+
+/** All command lines of a comment body, in order (at most `limit`), plus how many were dropped. */
+export function extractCommandLines(body: string, limit = MAX_COMMANDS_PER_COMMENT) {
+  const lines: string[] = [];
+  let dropped = 0;
+  for (const raw of body.split(/\r?\n/)) {
+    const m = COMMAND_LINE_RE.exec(raw.trim());
+    if (!m || m[1]!.trim() === '') continue;
+    if (lines.length < limit) lines.push(m[1]!.trim());
+    else dropped++;
+  }
+  return { lines, dropped };
+}
+
+export function parseBotCommands(body: string, limit = MAX_COMMANDS_PER_COMMENT) {
+  const { lines, dropped } = extractCommandLines(body, limit);
+  return { commands: lines.map(parseBotCommand), dropped };
+}
+
+export function parseBotCommand(line: string): ParsedCommand {
+  const tokens = line.split(/\s+/).filter(Boolean);
+  const name = tokens[0] ?? '';
+  if (!(name in COMMAND_SYNTAX)) {
+    return {
+      ok: false,
+      line,
+      name,
+      error: `unknown command ${quote(name)}`,
+      syntax: `one of: ${Object.values(COMMAND_SYNTAX)
+        .map((s) => `\`${s}\``)
+        .join(', ')}`,
+    };
+  }
+  const cmd = name as CommandName;
+  try {
+    const args = parseArgs(tokens.slice(1));
+    validateForCommand(cmd, args);
+    return { ok: true, line, name: cmd, args, expanded: expandCommand(cmd, args) };
+  } catch (err) {
+    if (!(err instanceof CommandSyntaxError)) throw err;
+    return { ok: false, line, name: cmd, error: err.message, syntax: COMMAND_SYNTAX[cmd] };
+  }
+}
+
+function parseArgs(tokens: string[]): CommandArgs {
+  const args: CommandArgs = { on: {}, filters: {}, exportVariables: [], general: [] };
+  let onGiven = false;
+  for (const token of tokens) {
+    const colon = token.indexOf(':');
+    if (colon < 0) {
+      args.general.push(token);
+      continue;
+    }
+    const key = token.slice(0, colon);
+    const value = token.slice(colon + 1);
+    if (key === 'on') {
+      args.on = { ...args.on, ...parseTargetSpec('on', value) };
+      onGiven = true;
+    } else if (key === 'for') {
+      args.for = parseTargetSpec('for', value);
+    } else {
+      addFilter(args, key, value, token);
+    }
+  }
+  if (!onGiven && args.for) args.on = { ...args.for };
+  return args;
+}
+
+function parseTargetSpec(which: 'on' | 'for', value: string): TargetSpec {
+  const spec: TargetSpec = {};
+  if (value === '') throw new CommandSyntaxError(`\`${which}:\` needs at least \`arch=<cpu>\``);
+  for (const item of value.split(',')) {
+    const parts = item.split('=');
+    if (parts.length !== 2 || parts[0] === '' || parts[1] === '') {
+      throw new CommandSyntaxError(`\`${which}:\` item ${quote(item)} is not of the form key=value`);
+    }
+    const key = expandPrefix(parts[0]!, ['architecture', 'accelerator'] as const, `${which}:`);
+    spec[key] = normalizeTarget(key, parts[1]!);
+  }
+  return spec;
+}
+
+function addFilter(args: CommandArgs, key: string, value: string, token: string): void {
+  if (value === '' || value.includes(':')) {
+    throw new CommandSyntaxError(`filter ${quote(token)} must be \`component:pattern\` with one colon`);
+  }
+  const component = expandPrefix(key, FILTER_COMPONENTS, 'filter');
+  if (component === 'exportvariable') {
+    const eq = value.indexOf('=');
+    if (eq <= 0 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(value.slice(0, eq))) {
+      throw new CommandSyntaxError(`\`exportvariable:\` needs NAME=value, got ${quote(value)}`);
+    }
+    args.exportVariables.push({ name: value.slice(0, eq), value: value.slice(eq + 1) });
+    return;
+  }
+  args.filters[component] = normalizeTarget(component, value);
+}
+
+/** Resolve `arch` to `architecture` etc.: a prefix of at least 3 letters that names one choice. */
+function expandPrefix<T extends string>(key: string, choices: readonly T[], what: string): T {
+  const matches = key.length >= 3 ? choices.filter((c) => c.startsWith(key)) : [];
+  if (matches.length !== 1) {
+    throw new CommandSyntaxError(
+      `unknown ${what} key ${quote(key)}; use one of ${choices.map((c) => `\`${c.slice(0, 4)}\``).join(', ')} (a prefix of at least 3 letters)`,
+    );
+  }
+  return matches[0]!;
+}
+
+/** The EESSI equivalences: `-` means `/` in architectures, `=` means `/` in accelerators. */
+export function normalizeTarget(component: string, value: string): string {
+  if (component === 'architecture') return value.replaceAll('-', '/');
+  if (component === 'accelerator') return value.replaceAll('=', '/');
+  return value;
+}
+
+function validateForCommand(cmd: CommandName, args: CommandArgs): void {
+  const hasTargets = args.for !== undefined || Object.keys(args.on).length > 0;
+  const hasFilters = Object.keys(args.filters).length > 0 || args.exportVariables.length > 0;
+  switch (cmd) {
+    case 'build':
+      if (!args.for) {
+        throw new CommandSyntaxError(
+          'no `for:` argument was given, so no build jobs are submitted; say what to build for, e.g. `for:arch=x86_64/amd/zen4`',
+        );
+      }
+      if (!args.for.architecture) throw new CommandSyntaxError('`for:` needs `arch=<cpu>`');
+      if (args.general.length > 0) throw unexpected(args.general);
+      return;
+    case 'status':
+      if (hasTargets || hasFilters) throw new CommandSyntaxError('`status` takes no filters');
+      if (args.general.some((g) => g !== 'last_build'))
+        throw unexpected(args.general.filter((g) => g !== 'last_build'));
+      return;
+    case 'cancel':
+      if (hasTargets || args.exportVariables.length > 0 || args.filters.instance !== undefined) {
+        throw new CommandSyntaxError('`cancel` takes only `job:`, `repo:`, `arch:` and `accel:` filters');
+      }
+      if (args.general.length > 0) throw unexpected(args.general);
+      return;
+    default:
+      if (hasTargets || hasFilters || args.general.length > 0) {
+        throw new CommandSyntaxError(`\`${cmd}\` takes no arguments`);
+      }
+  }
+}
+
+function unexpected(tokens: string[]): CommandSyntaxError {
+  return new CommandSyntaxError(`unexpected argument ${quote(tokens[0] ?? '')}`);
+}
+
+/** The canonical form shown in replies, e.g. `build for:architecture=x86_64/amd/zen4 repository:eessi`. */
+export function expandCommand(cmd: CommandName, args: CommandArgs): string {
+  const parts: string[] = [cmd];
+  const spec = (s: TargetSpec) =>
+    Object.entries(s)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',');
+  if (args.for) {
+    if (spec(args.on) !== spec(args.for)) parts.push(`on:${spec(args.on)}`);
+    parts.push(`for:${spec(args.for)}`);
+  }
+  for (const [k, v] of Object.entries(args.filters)) parts.push(`${k}:${v}`);
+  for (const e of args.exportVariables) parts.push(`exportvariable:${e.name}=${e.value}`);
+  parts.push(...args.general);
+  return parts.join(' ');
+}

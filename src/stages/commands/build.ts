@@ -1,0 +1,32 @@
+/** `bot: build ...`: check permission, select targets, prepare one job directory per target. */
+import { codeSpan } from '../../markdown.js';
+import { hasPermission } from '../../permissions.js';
+import { describeTargets, selectBuildTargets } from '../../targets.js';
+import { createBuildRun } from '../buildRun.js';
+import type { CommandHandler } from './types.js';
+
+export const build: CommandHandler = async (ctx) => {
+  const { config, github, jobdirs } = ctx.work.deps;
+  if (!(await hasPermission(github, ctx.pr.repo, ctx.sender, config.permissions.build))) {
+    return `account ${codeSpan(ctx.sender)} has NO permission to submit build jobs`;
+  }
+  const selection = selectBuildTargets(ctx.args, config);
+  if (!selection.ok) return `no jobs were submitted: ${selection.reason}`;
+  if (selection.targets.length === 0) {
+    const available = describeTargets(config);
+    return [
+      `no jobs were submitted: no node type of instance ${codeSpan(config.instance)} matches.`,
+      available.length ? 'Available targets:' : 'This instance has no node types configured.',
+      ...available.map((t) => `- ${t}`),
+    ].join('\n');
+  }
+  const jobs = await createBuildRun(ctx.work, ctx.key, ctx.pr, selection.targets, selection.exportVariables);
+  return jobs
+    .map(
+      ({ dir, target }) =>
+        `- job for ${codeSpan(target.repoId)} on node type ${codeSpan(target.nodeType)} ` +
+        `(for ${codeSpan(target.forArch + (target.forAccel ? `, ${target.forAccel}` : ''))}) ` +
+        `prepared in ${codeSpan(jobdirs.relative(dir))}; its progress is reported in a comment of its own`,
+    )
+    .join('\n');
+};

@@ -1,0 +1,34 @@
+/** `bot: cancel [job:ID] [repo:..] [arch:..] [accel:..]`: cancel this PR's active jobs on this instance. */
+import type { JobData } from '../../job.js';
+import { ACTIVE_JOB_STAGES } from '../../job.js';
+import { codeSpan } from '../../markdown.js';
+import { hasPermission } from '../../permissions.js';
+import { patternMatches } from '../../targets.js';
+import { readState } from '../../state.js';
+import { cancelJob } from '../job.js';
+import type { CommandHandler } from './types.js';
+
+export const cancel: CommandHandler = async (ctx) => {
+  const { config, github, jobdirs } = ctx.work.deps;
+  if (!(await hasPermission(github, ctx.pr.repo, ctx.sender, config.permissions.build))) {
+    return `account ${codeSpan(ctx.sender)} has NO permission to cancel build jobs`;
+  }
+  const f = ctx.args.filters;
+  const cancelled: string[] = [];
+  for (const dir of await jobdirs.prJobDirs(ctx.pr.repo.owner, ctx.pr.repo.repo, ctx.pr.number)) {
+    const state = await readState<JobData>(dir);
+    if (state?.kind !== 'job' || !ACTIVE_JOB_STAGES.has(state.stage)) continue;
+    const t = state.data.target;
+    if (f.job !== undefined && state.data.job_id !== f.job) continue;
+    if (f.repository !== undefined && !patternMatches(f.repository, t.repoId)) continue;
+    if (f.architecture !== undefined && !patternMatches(f.architecture, t.forArch)) continue;
+    if (f.accelerator !== undefined && !(t.forAccel && patternMatches(f.accelerator, t.forAccel))) continue;
+    await cancelJob(ctx.work.deps, dir, `cancelled by ${ctx.sender}`);
+    cancelled.push(
+      `- ${state.data.job_id ? `job ${codeSpan(state.data.job_id)}` : 'unsubmitted job'} in ${codeSpan(jobdirs.relative(dir))}`,
+    );
+  }
+  return cancelled.length
+    ? ['cancelled:', ...cancelled].join('\n')
+    : 'no active jobs matched, nothing was cancelled';
+};

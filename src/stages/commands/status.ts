@@ -1,0 +1,69 @@
+/** `bot: status [last_build]`: built from this instance's job directories, never by scraping comments. */
+import path from 'node:path';
+import type { JobData } from '../../job.js';
+import { codeSpan } from '../../markdown.js';
+import { readState, type DirState } from '../../state.js';
+import type { CommandHandler } from './types.js';
+
+export const status: CommandHandler = async (ctx) => {
+  const { jobdirs, config } = ctx.work.deps;
+  const { owner, repo } = ctx.pr.repo;
+  const jobs: Array<{ dir: string; state: DirState<JobData> }> = [];
+  for (const dir of await jobdirs.prJobDirs(owner, repo, ctx.pr.number)) {
+    const state = await readState<JobData>(dir);
+    if (state?.kind === 'job') jobs.push({ dir, state });
+  }
+  const selected = ctx.args.general.includes('last_build') ? lastPerTarget(jobs) : jobs;
+  if (selected.length === 0) return `no build jobs of instance ${codeSpan(config.instance)} for this PR yet`;
+  return renderStatusTable(
+    selected.map(({ dir, state }) => ({ dir: jobdirs.relative(dir), state })),
+    config.instance,
+  );
+};
+
+/** The newest job per (for-arch, accelerator, repo), by directory order (run and event names sort by time). */
+function lastPerTarget<T extends { dir: string; state: DirState<JobData> }>(jobs: T[]): T[] {
+  const newest = new Map<string, T>();
+  for (const job of jobs) {
+    const t = job.state.data.target;
+    const key = `${t.forArch}|${t.forAccel ?? ''}|${t.repoId}`;
+    const prev = newest.get(key);
+    if (!prev || firstTime(job.state) >= firstTime(prev.state)) newest.set(key, job);
+  }
+  return [...newest.values()];
+}
+
+function firstTime(state: DirState<unknown>): string {
+  return state.history[0]?.at ?? '';
+}
+
+export function renderStatusTable(
+  jobs: Array<{ dir: string; state: DirState<JobData> }>,
+  instance: string,
+): string {
+  const lines = [
+    `This is the status of all the \`bot: build\` jobs of instance ${codeSpan(instance)} for this PR:`,
+    '',
+    '|on|for|repo|result|date|status|job dir|',
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const { dir, state } of jobs) {
+    const d = state.data;
+    const t = d.target;
+    const on = `${t.onArch}${t.onAccel ? `, ${t.onAccel}` : ''}`;
+    const forTarget = `${t.forArch}${t.forAccel ? `, ${t.forAccel}` : ''}`;
+    const result = d.result ? resultEmoji(d.result.status) : '';
+    const stale = d.stale ? ` (stale: superseded by ${d.stale.superseded_by.slice(0, 10)})` : '';
+    const date = state.history[state.history.length - 1]?.at ?? '';
+    lines.push(
+      `|${codeSpan(on)}|${codeSpan(forTarget)}|${codeSpan(t.repoId)}|${result}|${date}|${state.stage}${stale}|${codeSpan(path.normalize(dir))}|`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function resultEmoji(status: string): string {
+  if (status === 'SUCCESS') return ':grin: SUCCESS';
+  if (status === 'FAILURE') return ':cry: FAILURE';
+  return ':shrug: UNKNOWN';
+}

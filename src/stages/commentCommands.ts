@@ -1,0 +1,86 @@
+/**
+ * `issue_comment.created` on a PR: parse the `bot:` commands, check the sender may send commands,
+ * run each command's handler, and answer with one reply comment. Results are saved per command, so
+ * a retry after a crash neither re-runs a finished command nor posts a second reply.
+ */
+import type { Chatlevel } from '../config.js';
+import { parseBotCommands, type CommandName, type ParsedCommand } from '../commands.js';
+import { codeSpan } from '../markdown.js';
+import { hasPermission, isBotAccount } from '../permissions.js';
+import { renderCommandReply, renderSyntaxError, type CommandOutcome } from '../render.js';
+import type { EventContext, EventHandler } from './event.js';
+import { build } from './commands/build.js';
+import { cancel } from './commands/cancel.js';
+import { deploy } from './commands/deploy.js';
+import { help } from './commands/help.js';
+import { showConfig } from './commands/showConfig.js';
+import { status } from './commands/status.js';
+import type { CommandHandler } from './commands/types.js';
+
+const COMMAND_HANDLERS: Record<CommandName, CommandHandler> = {
+  help,
+  show_config: showConfig,
+  status,
+  build,
+  cancel,
+  deploy,
+};
+
+/** Direct questions are answered at chatlevel minimal; acknowledgements of actions need basic. */
+const ANSWER_COMMANDS = new Set<string>(['help', 'show_config', 'status']);
+
+interface CommentPayload {
+  comment: { body?: string | null; user: { login: string } };
+}
+
+export const handleCommentCommands: EventHandler = async (ctx) => {
+  const { config, github } = ctx.work.deps;
+  const { comment } = ctx.event.payload as CommentPayload;
+  const sender = comment.user.login;
+  if (isBotAccount(sender, config.github.bot_login))
+    return { ignored: `comment by the bot account ${sender}` };
+  const { commands, dropped } = parseBotCommands(comment.body ?? '');
+  if (commands.length === 0) return { ignored: 'no bot: command in the comment' };
+
+  const replyKey = `${ctx.gen}:reply`;
+  if (!(await hasPermission(github, ctx.pr.repo, sender, config.permissions.command))) {
+    await ctx.work.postComment(
+      ctx.pr,
+      replyKey,
+      `account ${codeSpan(sender)} has NO permission to send commands to bot instance ${codeSpan(config.instance)}`,
+      'basic',
+    );
+    return;
+  }
+
+  const outcomes: CommandOutcome[] = [];
+  for (const [i, cmd] of commands.entries()) {
+    outcomes.push(await runCommand(ctx, cmd, `${ctx.gen}:cmd${i}`, sender));
+  }
+  const required: Chatlevel = commands.some((c) => !c.ok || ANSWER_COMMANDS.has(c.name))
+    ? 'minimal'
+    : 'basic';
+  await ctx.work.postComment(
+    ctx.pr,
+    replyKey,
+    renderCommandReply(config.instance, sender, outcomes, dropped),
+    required,
+  );
+};
+
+async function runCommand(
+  ctx: EventContext,
+  cmd: ParsedCommand,
+  key: string,
+  sender: string,
+): Promise<CommandOutcome> {
+  if (!cmd.ok) return { line: cmd.line, result: renderSyntaxError(cmd.error, cmd.syntax) };
+  const saved = (ctx.work.state.data.results as Record<string, string> | undefined)?.[key];
+  if (saved !== undefined) return { line: cmd.line, expanded: cmd.expanded, result: saved };
+  const result = await COMMAND_HANDLERS[cmd.name]({ ...ctx, sender, args: cmd.args, key });
+  await ctx.work.update((s) => ({
+    ...s,
+    data: { ...s.data, results: { ...((s.data.results as Record<string, string>) ?? {}), [key]: result } },
+  }));
+  return { line: cmd.line, expanded: cmd.expanded, result };
+}

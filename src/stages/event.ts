@@ -1,0 +1,82 @@
+/**
+ * The event router: a stored event goes to the one handler that owns it (Prow's hook/plugins split).
+ * `routeEvent` is pure; `advanceEvent` runs the handler once. Handlers are safe to re-run after a
+ * crash, because every effect they have is keyed (see WorkDir).
+ */
+import { readEventFile, type StoredEvent } from '../eventStore.js';
+import type { RepoRef } from '../github.js';
+import { transition } from '../state.js';
+import type { PullRequestRef, WorkDir } from './context.js';
+import { handleCommentCommands } from './commentCommands.js';
+import { handleClosed, handleLabeled, handleOpened, handleSynchronize } from './pullRequest.js';
+
+export interface EventData {
+  event: string;
+  action: string | null;
+  /** Bumped by `hpcbot poll --replay`; comment keys and build runs of a generation are its own. */
+  generation: number;
+  [key: string]: unknown;
+}
+
+export interface EventContext {
+  work: WorkDir<EventData>;
+  event: StoredEvent;
+  pr: PullRequestRef;
+  /** Key prefix for this generation's effects. */
+  gen: string;
+}
+
+/** A handler returns `{ ignored: why }` when the event turned out to need nothing. */
+export type EventHandler = (ctx: EventContext) => Promise<{ ignored: string } | void>;
+
+const HANDLERS: Record<string, EventHandler> = {
+  'issue_comment.created': handleCommentCommands,
+  'pull_request.opened': handleOpened,
+  'pull_request.labeled': handleLabeled,
+  'pull_request.synchronize': handleSynchronize,
+  'pull_request.closed': handleClosed,
+};
+
+export function routeEvent(event: string, action: string | null): EventHandler | { ignore: string } {
+  const handler = HANDLERS[`${event}.${action}`];
+  if (handler) return handler;
+  if (event === 'issue_comment')
+    return { ignore: `comment ${action ?? 'event'}: only new comments are read` };
+  return { ignore: `the bot does not act on ${event}${action ? `.${action}` : ''}` };
+}
+
+export function pullRequestRefOf(event: StoredEvent): PullRequestRef {
+  const p = event.payload as {
+    repository: { name: string; owner: { login: string } };
+    pull_request?: { number: number };
+    issue?: { number: number };
+  };
+  const repo: RepoRef = {
+    owner: p.repository.owner.login,
+    repo: p.repository.name,
+    installationId: event.installation_id,
+  };
+  return { repo, number: p.pull_request?.number ?? p.issue?.number ?? 0 };
+}
+
+export async function advanceEvent(work: WorkDir<EventData>): Promise<void> {
+  const now = work.deps.now;
+  const event = await readEventFile(work.dir);
+  if (!work.state.data.event)
+    work.state = { ...work.state, data: { ...work.state.data, event: event.event, action: event.action } };
+  const route = routeEvent(event.event, event.action);
+  if ('ignore' in route) {
+    await work.update((s) => transition(s, 'ignored', now(), route.ignore));
+    return;
+  }
+  const ctx: EventContext = {
+    work,
+    event,
+    pr: pullRequestRefOf(event),
+    gen: `g${work.state.data.generation}`,
+  };
+  const outcome = await route(ctx);
+  await work.update((s) =>
+    outcome ? transition(s, 'ignored', now(), outcome.ignored) : transition(s, 'done', now()),
+  );
+}

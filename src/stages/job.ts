@@ -1,0 +1,301 @@
+/**
+ * The life of one build job, one stage per tick:
+ *
+ *   prepared ──checkout──▶ submitting ──sbatch──▶ submitted ──release──▶ released ──▶ running ──▶ finished
+ *        │                     │                                                  └──▶ lost (missing N ticks)
+ *        └──▶ failed (checkout)└──▶ cancelled (cancel before submission)
+ *
+ * Exactly-once submission: the unique submit id is in the state before sbatch is called; the
+ * `submitting` stage always asks the backend for that id first, so a crash right after sbatch
+ * (before the job id was saved) finds the job instead of submitting a second one.
+ */
+import path from 'node:path';
+import type { JobObservation } from '../backends/types.js';
+import { writeFileAtomic } from '../fsutil.js';
+import { addRow, type JobData, type JobRow } from '../job.js';
+import { readResultFiles } from '../resultFile.js';
+import { readState, transition, writeState } from '../state.js';
+import { renderJobComment, formatRowDate } from '../jobComment.js';
+import { prepareJobCheckout, CheckoutError } from '../checkout.js';
+import { crashPoint } from '../crashPoint.js';
+import { instanceJobName } from '../backends/index.js';
+import type { PullRequestRef, StageDeps, WorkDir } from './context.js';
+
+export const JOB_COMMENT_KEY = 'job';
+
+type JobWork = WorkDir<JobData>;
+
+export function prRefOfJob(data: JobData): PullRequestRef {
+  return {
+    repo: { owner: data.pr.owner, repo: data.pr.repo, installationId: data.pr.installation_id },
+    number: data.pr.number,
+  };
+}
+
+export async function advanceJob(
+  work: JobWork,
+  observations: Map<string, JobObservation> | undefined,
+): Promise<void> {
+  const data = work.state.data;
+  if (
+    data.cancel_requested &&
+    (work.state.stage === 'prepared' || (work.state.stage === 'submitting' && !data.job_id))
+  ) {
+    const found =
+      work.state.stage === 'submitting'
+        ? await work.deps.backend.findBySubmitId(data.submit_id, work.dir)
+        : undefined;
+    if (!found) {
+      await finish(
+        work,
+        'cancelled',
+        row(work, 'cancelled', 'cancelled', `job was cancelled before submission (${data.cancel_requested})`),
+      );
+      return;
+    }
+    await work.deps.backend.cancel(found, work.dir);
+    await work.update((s) => ({ ...s, data: { ...s.data, job_id: found } }));
+  }
+  switch (work.state.stage) {
+    case 'prepared':
+      return await checkout(work);
+    case 'submitting':
+      return await submit(work);
+    case 'submitted':
+      return await release(work);
+    case 'released':
+    case 'running':
+      return await follow(work, observations);
+    default:
+      // Final stages only get their comment brought up to date (e.g. a stale note after a new push).
+      await syncComment(work);
+  }
+}
+
+async function checkout(work: JobWork): Promise<void> {
+  try {
+    const shas = await prepareJobCheckout(work);
+    await work.update((s) =>
+      transition(
+        { ...s, data: { ...s.data, ...shas } },
+        'submitting',
+        work.deps.now(),
+        `merge ${shas.merge_sha}`,
+      ),
+    );
+  } catch (err) {
+    if (!(err instanceof CheckoutError)) throw err;
+    // A merge conflict or an unreachable repository will not heal by retrying: report and stop.
+    await work.postComment(
+      prRefOfJob(work.state.data),
+      'checkout-failed',
+      err.renderComment(work.deps.config.instance),
+      'minimal',
+    );
+    await work.update((s) =>
+      transition(
+        { ...s, last_error: { message: err.message, at: work.deps.now().toISOString() } },
+        'failed',
+        work.deps.now(),
+        err.message,
+      ),
+    );
+    await work.deps.jobdirs.dequeue(work.dir);
+  }
+}
+
+async function submit(work: JobWork): Promise<void> {
+  const { backend, config } = work.deps;
+  const data = work.state.data;
+  let jobId = data.job_id ?? (await backend.findBySubmitId(data.submit_id, work.dir));
+  let held = config.backend.kind === 'local' || config.backend.slurm.handover === 'hold_release';
+  if (!jobId) {
+    const submitted = await backend.submit({
+      jobDir: work.dir,
+      script: jobScriptPath(work.deps),
+      jobName: instanceJobName(work.deps.config),
+      submitId: data.submit_id,
+      params: [...config.backend.slurm.sbatch_params, ...data.target.slurmParams],
+    });
+    crashPoint('after-submit');
+    jobId = submitted.jobId;
+    held = submitted.held;
+  }
+  const id = jobId;
+  const note = held
+    ? `job id ${code(id)} awaits release by job manager`
+    : `job id ${code(id)} will be eligible to start in about ${config.backend.slurm.delay_begin_seconds} seconds`;
+  await work.update((s) =>
+    transition(
+      {
+        ...s,
+        data: {
+          ...s.data,
+          job_id: id,
+          submitted_at: work.deps.now().toISOString(),
+          rows: addRow(s.data.rows, row(work, 'submitted', 'submitted', note)),
+        },
+      },
+      'submitted',
+      work.deps.now(),
+      `job ${id}`,
+    ),
+  );
+  await syncComment(work);
+  await writeMetadataFiles(work);
+}
+
+async function release(work: JobWork): Promise<void> {
+  await syncComment(work);
+  await writeMetadataFiles(work);
+  const { backend, config } = work.deps;
+  const jobId = work.state.data.job_id!;
+  const holdRelease = config.backend.kind === 'local' || config.backend.slurm.handover === 'hold_release';
+  if (holdRelease && !(await backend.release(jobId, work.dir))) return; // local backend at max_parallel: next tick
+  const text = holdRelease ? 'job awaits launch by Slurm scheduler' : 'job awaits its begin time';
+  await work.update((s) =>
+    transition(
+      { ...s, data: { ...s.data, rows: addRow(s.data.rows, row(work, 'released', 'released', text)) } },
+      'released',
+      work.deps.now(),
+    ),
+  );
+  await syncComment(work);
+}
+
+async function follow(work: JobWork, observations: Map<string, JobObservation> | undefined): Promise<void> {
+  if (!observations) return; // the scheduler could not be asked this tick: change nothing
+  const { config } = work.deps;
+  const jobId = work.state.data.job_id!;
+  const obs = observations.get(jobId);
+  if (!obs) {
+    const missing = (work.state.data.missing_ticks ?? 0) + 1;
+    if (missing < config.backend.slurm.missing_ticks_before_lost) {
+      await work.update((s) => ({ ...s, data: { ...s.data, missing_ticks: missing } }));
+      return;
+    }
+    await finish(
+      work,
+      'lost',
+      row(
+        work,
+        'lost',
+        'lost',
+        `job ${code(jobId)} vanished from the scheduler (not in squeue nor sacct for ${missing} polls)`,
+      ),
+    );
+    return;
+  }
+  if (work.state.data.missing_ticks)
+    await work.update((s) => ({ ...s, data: { ...s.data, missing_ticks: 0 } }));
+  if (!obs.final) {
+    if (obs.state === 'RUNNING' && work.state.stage !== 'running') {
+      await work.update((s) =>
+        transition(
+          {
+            ...s,
+            data: {
+              ...s.data,
+              started_at: work.deps.now().toISOString(),
+              rows: addRow(s.data.rows, row(work, 'running', 'running', `job ${code(jobId)} is running`)),
+            },
+          },
+          'running',
+          work.deps.now(),
+        ),
+      );
+    }
+    await syncComment(work);
+    return;
+  }
+  const results = await readResultFiles(work.dir, jobId);
+  const scheduler = `${obs.state}, exit code ${obs.exitCode ?? '?'}`;
+  const rows: JobRow[] = [
+    row(
+      work,
+      'finished',
+      'finished',
+      `${results.result.descriptionHtml} <sub>(scheduler: ${code(scheduler)})</sub>`,
+    ),
+    row(work, 'test', 'test result', results.test.descriptionHtml),
+  ];
+  const stage = obs.state.startsWith('CANCELLED') ? 'cancelled' : 'finished';
+  await work.update((s) => ({
+    ...s,
+    data: {
+      ...s.data,
+      scheduler_state: obs.state,
+      ...(obs.exitCode ? { exit_code: obs.exitCode } : {}),
+      result: results.result.summary,
+      test: results.test.summary,
+      finished_at: work.deps.now().toISOString(),
+    },
+  }));
+  await finish(work, stage, ...rows);
+}
+
+async function finish(work: JobWork, stage: string, ...rows: JobRow[]): Promise<void> {
+  await work.update((s) => {
+    let all = s.data.rows;
+    for (const r of rows) all = addRow(all, r);
+    return transition({ ...s, data: { ...s.data, rows: all } }, stage, work.deps.now());
+  });
+  await syncComment(work);
+  await work.deps.jobdirs.dequeue(work.dir);
+}
+
+/** Post the job comment if it is not there yet, or edit it when its rendered body changed. */
+export async function syncComment(work: JobWork): Promise<void> {
+  const pr = prRefOfJob(work.state.data);
+  const body = renderJobComment(work.state.data, work.deps.jobdirs.relative(work.dir));
+  if (work.state.comments[JOB_COMMENT_KEY]?.id === undefined) {
+    const id = await work.postComment(pr, JOB_COMMENT_KEY, body, 'minimal');
+    if (id !== undefined) await work.update((s) => ({ ...s, data: { ...s.data, comment_body: body } }));
+    return;
+  }
+  if (work.state.data.comment_body === body) return;
+  await work.editComment(pr, JOB_COMMENT_KEY, body);
+  await work.update((s) => ({ ...s, data: { ...s.data, comment_body: body } }));
+}
+
+/** Cancel a job from a command, a new push or cleanup. Active jobs end as `cancelled` once the scheduler says so. */
+export async function cancelJob(deps: StageDeps, dir: string, reason: string): Promise<void> {
+  const state = await readState<JobData>(dir);
+  if (!state || state.kind !== 'job') return;
+  await writeState(dir, { ...state, data: { ...state.data, cancel_requested: reason } });
+  if (state.data.job_id) await deps.backend.cancel(state.data.job_id, dir);
+  await deps.jobdirs.enqueue(dir);
+}
+
+function row(work: JobWork, key: string, status: string, comment: string): JobRow {
+  return { key, at: formatRowDate(work.deps.now()), status, comment };
+}
+
+function code(s: string): string {
+  return `\`${s.replace(/`/g, '')}\``;
+}
+
+export function jobScriptPath(deps: StageDeps): string {
+  return deps.config.build.job_script ?? path.resolve(import.meta.dirname, '../../scripts/bot-build.slurm');
+}
+
+/** `_bot_job<ID>.metadata` as the EESSI bot writes it, plus our richer `job.json`. */
+async function writeMetadataFiles(work: JobWork): Promise<void> {
+  const d = work.state.data;
+  const commentId = work.state.comments[JOB_COMMENT_KEY]?.id ?? '';
+  const ini = `[PR]\nrepo = ${d.pr.owner}/${d.pr.repo}\npr_number = ${d.pr.number}\npr_comment_id = ${commentId}\n`;
+  await writeFileAtomic(path.join(work.dir, `_bot_job${d.job_id}.metadata`), ini);
+  const meta = {
+    pr: d.pr,
+    instance: d.instance,
+    node_type: d.target.nodeType,
+    repo_id: d.target.repoId,
+    head_sha: d.head_sha,
+    base_sha: d.base_sha,
+    merge_sha: d.merge_sha,
+    backend: d.backend,
+    job_id: d.job_id,
+    comment_id: commentId || null,
+  };
+  await writeFileAtomic(path.join(work.dir, 'job.json'), JSON.stringify(meta, null, 2) + '\n');
+}

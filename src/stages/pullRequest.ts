@@ -1,0 +1,90 @@
+/** Handlers for `pull_request` events: opened, labeled, synchronize (a new head) and closed. */
+import { parseBotCommand } from '../commands.js';
+import { ACTIVE_JOB_STAGES, type JobData } from '../job.js';
+import { codeSpan } from '../markdown.js';
+import { renderCommandReply, renderConfig } from '../render.js';
+import { readState, writeState } from '../state.js';
+import { build } from './commands/build.js';
+import { startDeploy } from './deploy.js';
+import type { EventContext, EventHandler } from './event.js';
+import { cancelJob } from './job.js';
+
+interface PullRequestPayload {
+  label?: { name: string };
+  sender: { login: string };
+  pull_request: { head: { sha: string }; merged?: boolean | null };
+}
+
+const payloadOf = (ctx: EventContext) => ctx.event.payload as PullRequestPayload;
+
+export const handleOpened: EventHandler = async (ctx) => {
+  await ctx.work.postComment(ctx.pr, `${ctx.gen}:config`, renderConfig(ctx.work.deps.config), 'chatty');
+};
+
+export const handleLabeled: EventHandler = async (ctx) => {
+  const { config } = ctx.work.deps;
+  const label = payloadOf(ctx).label?.name;
+  const sender = payloadOf(ctx).sender.login;
+  const key = `${ctx.gen}:reply`;
+  if (label === 'bot:deploy') {
+    await ctx.work.postComment(ctx.pr, key, await startDeploy(ctx, sender), 'basic');
+    return;
+  }
+  if (label !== 'bot:build') return { ignored: `label ${label ?? '(none)'} means nothing to the bot` };
+  if (config.labels.build === 'hint' || !config.labels.default_build_command) {
+    await ctx.work.postComment(
+      ctx.pr,
+      key,
+      "Handling the label 'bot:build' is disabled on this instance. Use the command `bot: build [FILTER]*` instead.",
+      'basic',
+    );
+    return;
+  }
+  const cmd = parseBotCommand(config.labels.default_build_command);
+  if (!cmd.ok || cmd.name !== 'build') {
+    throw new Error(
+      `labels.default_build_command is not a valid build command: ${cmd.ok ? cmd.name : cmd.error}`,
+    );
+  }
+  const result = await build({ ...ctx, sender, args: cmd.args, key: `${ctx.gen}:label-build` });
+  const reply = renderCommandReply(config.instance, sender, [
+    { line: cmd.line, expanded: cmd.expanded, result },
+  ]);
+  await ctx.work.postComment(ctx.pr, key, reply, 'basic');
+};
+
+/** A new head: jobs built from older heads are stale; active ones are cancelled or kept (build.on_new_push). */
+export const handleSynchronize: EventHandler = async (ctx) => {
+  const { config, jobdirs } = ctx.work.deps;
+  const head = payloadOf(ctx).pull_request.head.sha;
+  let touched = 0;
+  for (const dir of await jobdirs.prJobDirs(ctx.pr.repo.owner, ctx.pr.repo.repo, ctx.pr.number)) {
+    const state = await readState<JobData>(dir);
+    if (state?.kind !== 'job' || !state.data.head_sha || state.data.head_sha === head || state.data.stale)
+      continue;
+    await writeState(dir, { ...state, data: { ...state.data, stale: { superseded_by: head } } });
+    if (ACTIVE_JOB_STAGES.has(state.stage) && config.build.on_new_push === 'cancel') {
+      await cancelJob(ctx.work.deps, dir, `superseded by ${head.slice(0, 10)}`);
+    }
+    await jobdirs.enqueue(dir); // its comment is re-rendered with the stale note
+    touched++;
+  }
+  if (touched === 0) return { ignored: 'no jobs from older heads' };
+};
+
+export const handleClosed: EventHandler = async (ctx) => {
+  const { jobdirs } = ctx.work.deps;
+  const merged = payloadOf(ctx).pull_request.merged === true;
+  const cancelled: string[] = [];
+  for (const dir of await jobdirs.prJobDirs(ctx.pr.repo.owner, ctx.pr.repo.repo, ctx.pr.number)) {
+    const state = await readState<JobData>(dir);
+    if (state?.kind !== 'job' || !ACTIVE_JOB_STAGES.has(state.stage)) continue;
+    await cancelJob(ctx.work.deps, dir, merged ? 'PR merged' : 'PR closed');
+    cancelled.push(codeSpan(jobdirs.relative(dir)));
+  }
+  const what = merged ? 'PR merged' : 'PR closed without merging';
+  const body = cancelled.length
+    ? `${what}: cancelled ${cancelled.length} active job(s) of this instance: ${cancelled.join(', ')}`
+    : `${what}: no active jobs of this instance to cancel`;
+  await ctx.work.postComment(ctx.pr, `${ctx.gen}:closed`, body, 'chatty');
+};

@@ -1,0 +1,167 @@
+/**
+ * An in-process bot for stage tests: a temp jobdirs, a site.yaml, the real GitHub adapter pointed at a
+ * FakeGitHub (with git over HTTP), a chosen backend, and helpers to store events and run ticks.
+ */
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { createBackend } from '../../src/backends/index.js';
+import { parseConfig, type Config } from '../../src/config.js';
+import { classifyEvent, storeEvent } from '../../src/eventStore.js';
+import { createGitHub } from '../../src/github.js';
+import { JobDirs } from '../../src/jobdirs.js';
+import { runTick } from '../../src/poller.js';
+import type { StageDeps } from '../../src/stages/context.js';
+import { readState, type DirState } from '../../src/state.js';
+import { FakeGitHub } from './fakeGithub.js';
+import { payloads } from './payloads.js';
+
+export const OWNER = 'hpc-org';
+export const REPO = 'software-layer';
+export const PR = 7;
+export const REVIEWER = 'reviewer1';
+export const INSTALLATION = 4242;
+
+export interface Harness {
+  root: string;
+  config: Config;
+  fake: FakeGitHub;
+  gitRoot: string;
+  deps: StageDeps;
+  stop(): Promise<void>;
+}
+
+export const REPOS_CFG =
+  '[eessi-test]\nrepo_name = software.eessi.io\nrepo_version = 2023.06\ncontainer = docker://ghcr.io/eessi/build-node:debian12\n';
+
+/** Start a fake GitHub and build deps; `yaml` is appended to a base site.yaml (local backend, zen4 node). */
+export async function startHarness(
+  yaml = '',
+  backendYaml = 'backend:\n  kind: local\n  local:\n    max_parallel: 2\n',
+): Promise<Harness> {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'hpcbot-harness-'));
+  const gitRoot = path.join(root, 'git');
+  mkdirSync(path.join(root, 'repos_cfg'), { recursive: true });
+  writeFileSync(path.join(root, 'repos_cfg', 'repos.cfg'), REPOS_CFG);
+  const fake = new FakeGitHub({ gitRoot });
+  const url = await fake.start();
+  const text = [
+    'instance: test',
+    'jobdirs: jobdirs',
+    'github:',
+    `  api_url: ${url}`,
+    '  token_env: HARNESS_GITHUB_TOKEN',
+    'poller:',
+    '  max_attempts: 3',
+    'chatlevel: basic',
+    'permissions:',
+    `  command: [${REVIEWER}]`,
+    `  build: [${REVIEWER}]`,
+    `  deploy: [${REVIEWER}]`,
+    backendYaml.trimEnd(),
+    'build:',
+    '  repos_cfg_dir: repos_cfg',
+    '  allowed_exportvars: ["SKIP_TESTS=yes"]',
+    '  node_types:',
+    '    zen4:',
+    '      os: linux',
+    '      cpu_subdir: x86_64/amd/zen4',
+    '      repo_targets: [eessi-test]',
+    yaml,
+  ].join('\n');
+  const file = path.join(root, 'site.yaml');
+  writeFileSync(file, text);
+  const config = parseConfig(text, file);
+  const logger = pino({ level: process.env.HPCBOT_TEST_LOG ?? 'silent' });
+  const jobdirs = new JobDirs(config.jobdirs);
+  await jobdirs.ensureBaseDirs();
+  const github = createGitHub(
+    config,
+    logger,
+    { HARNESS_GITHUB_TOKEN: 'ghp_harness' },
+    { retryBaseMs: 1, retries: 1 },
+  );
+  const deps: StageDeps = {
+    config,
+    logger,
+    jobdirs,
+    github,
+    backend: createBackend(config, logger, jobdirs),
+    now: () => new Date(),
+  };
+  return { root, config, fake, gitRoot, deps, stop: () => fake.stop() };
+}
+
+/** Store an issue_comment.created event on PR #7 of hpc-org/software-layer, as the server would. */
+export async function storeComment(
+  h: Harness,
+  body: string,
+  sender = REVIEWER,
+  delivery = `d-${Math.random().toString(16).slice(2)}`,
+) {
+  const p = payloads.commentOnPr();
+  p.repository!.owner.login = OWNER;
+  p.repository!.name = REPO;
+  p.issue!.number = PR;
+  p.installation = { id: INSTALLATION };
+  (p.comment as { body: string; user: { login: string } }).body = body;
+  (p.comment as { body: string; user: { login: string } }).user.login = sender;
+  (p.sender as { login: string }).login = sender;
+  return await storeRaw(h, 'issue_comment', p, delivery);
+}
+
+export async function storeRaw(
+  h: Harness,
+  event: string,
+  payload: Record<string, unknown>,
+  delivery: string,
+) {
+  const where = classifyEvent(event, payload);
+  if (!('store' in where) || !where.store) throw new Error(`not stored: ${JSON.stringify(where)}`);
+  const { eventDir } = await storeEvent(h.deps.jobdirs, {
+    delivery,
+    event,
+    rawBody: JSON.stringify(payload),
+    action: (payload.action as string) ?? null,
+    installationId: INSTALLATION,
+    headers: {},
+    owner: where.owner,
+    repo: where.repo,
+    scope: where.scope,
+    receivedAt: new Date(),
+  });
+  return eventDir;
+}
+
+/** Run ticks until `done` holds (or fail after `timeoutMs`), pausing between ticks like cron would. */
+export async function tickUntil(
+  h: Harness,
+  done: () => Promise<boolean>,
+  timeoutMs = 60_000,
+  pauseMs = 300,
+): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let ticks = 0;
+  for (;;) {
+    await runTick(h.deps);
+    ticks++;
+    if (await done()) return ticks;
+    if (Date.now() > deadline) throw new Error(`condition not reached after ${ticks} ticks`);
+    await new Promise((r) => setTimeout(r, pauseMs));
+  }
+}
+
+export async function jobDirsOf(h: Harness): Promise<string[]> {
+  return await h.deps.jobdirs.prJobDirs(OWNER, REPO, PR);
+}
+
+export async function stageOf(dir: string): Promise<string | undefined> {
+  return (await readState(dir))?.stage;
+}
+
+export async function stateOf<T>(dir: string): Promise<DirState<T>> {
+  const s = await readState<T>(dir);
+  if (!s) throw new Error(`no state in ${dir}`);
+  return s;
+}

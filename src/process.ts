@@ -32,7 +32,7 @@ export function run(
     execFile(
       command,
       args,
-      { cwd: opts.cwd, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024 },
+      { cwd: opts.cwd, env: process.env, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => {
         if (err)
           reject(

@@ -1,0 +1,245 @@
+/** Build jobs against the real single-node Slurm: the full cycle, failures, cancel, timeout, handovers, crashes. */
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { JobData } from '../../src/job.js';
+import { runTick } from '../../src/poller.js';
+import { readState } from '../../src/state.js';
+import { ROOT } from '../support/spawn.js';
+import { createPrRepo, PASSING_BOT } from '../support/prRepo.js';
+import { describeSlurm, pollUntil, slurm } from '../support/slurm.js';
+import {
+  jobDirsOf,
+  OWNER,
+  PR,
+  REPO,
+  startHarness,
+  stateOf,
+  stageOf,
+  storeComment,
+  tickUntil,
+  type Harness,
+} from '../support/botHarness.js';
+
+const SLURM = (extra = '') =>
+  `backend:\n  kind: slurm\n  slurm:\n    job_name_prefix: hpcbot-t${process.pid}\n    default_time: '00:10:00'\n    missing_ticks_before_lost: 20\n${extra}`;
+
+let h: Harness;
+afterEach(async () => {
+  if (!h) return;
+  const ids = [];
+  for (const dir of await jobDirsOf(h)) {
+    const id = (await readState<JobData>(dir))?.data.job_id;
+    if (id) ids.push(id);
+  }
+  if (ids.length) await slurm('scancel', ids).catch(() => undefined);
+  await h.stop();
+});
+
+function setUpPr(files: Record<string, string>) {
+  const repo = createPrRepo(h.gitRoot, OWNER, REPO, PR, files);
+  h.fake.addPullRequest(OWNER, REPO, {
+    number: PR,
+    headSha: repo.headSha,
+    baseSha: repo.baseSha,
+    baseRef: 'main',
+  });
+  return repo;
+}
+
+async function onlyJob(): Promise<string> {
+  const dirs = await jobDirsOf(h);
+  if (dirs.length !== 1) throw new Error(`expected one job dir, found ${dirs.length}`);
+  return dirs[0]!;
+}
+
+const stageIs = (stage: string) => async () =>
+  (await jobDirsOf(h)).length === 1 && (await stageOf(await onlyJob())) === stage;
+
+function jobComment(): string {
+  const c = h.fake.commentsOf(OWNER, REPO, PR).filter((x) => x.body.startsWith('New job on instance'));
+  expect(c).toHaveLength(1);
+  return c[0]!.body;
+}
+
+const SLEEPY_BOT = { ...PASSING_BOT, 'bot/build.sh': '#!/bin/bash\nsleep 300\n' };
+
+describeSlurm('Slurm build jobs', () => {
+  test('full cycle: held, released, running, finished with the result parsed', async () => {
+    h = await startHarness('', SLURM());
+    setUpPr({
+      ...PASSING_BOT,
+      'bot/build.sh': PASSING_BOT['bot/build.sh'].replace('exit 0', 'sleep 3; exit 0'),
+    });
+    await storeComment(h, 'bot: build for:arch=x86_64/amd/zen4');
+    await tickUntil(h, stageIs('submitted'));
+    const dir = await onlyJob();
+    const id = (await stateOf<JobData>(dir)).data.job_id!;
+    const queued = await slurm('squeue', ['--noheader', '-j', id, '-o', '%T|%r|%j|%k|%Z']);
+    expect(queued.trim()).toBe(
+      `PENDING|JobHeldUser|hpcbot-t${process.pid}-test|hpcbot:${(await stateOf<JobData>(dir)).data.submit_id}|${dir}`,
+    );
+
+    await tickUntil(h, stageIs('finished'), 90_000, 500);
+    const state = await stateOf<JobData>(dir);
+    expect(state.data.scheduler_state).toBe('COMPLETED');
+    expect(state.data.exit_code).toBe('0:0');
+    expect(state.data.result?.status).toBe('SUCCESS');
+    expect(state.history.map((t) => t.stage)).toEqual([
+      'prepared',
+      'submitting',
+      'submitted',
+      'released',
+      'running',
+      'finished',
+    ]);
+    const body = jobComment();
+    const rows = body
+      .split('\n')
+      .filter((l) => /^\|[A-Z][a-z]{2} \d\d /.test(l))
+      .map((l) => l.split('|')[2]);
+    expect(rows).toEqual(['submitted', 'released', 'running', 'finished', 'test result']);
+    expect(body).toContain(`|job \`${id}\` is running|`);
+    expect(body).toContain('(scheduler: `COMPLETED, exit code 0:0`)');
+    expect(readFileSync(path.join(dir, `slurm-${id}.out`), 'utf8')).toContain(
+      'building for software_subdir = x86_64/amd/zen4',
+    );
+  }, 120_000);
+
+  test('a failing build is FAILED with its exit code and the FAILURE result', async () => {
+    h = await startHarness('', SLURM());
+    setUpPr({
+      ...PASSING_BOT,
+      'bot/build.sh': '#!/bin/bash\nexit 3\n',
+      'bot/check-build.sh':
+        '#!/bin/bash\nprintf "[RESULT]\\ncomment_description = :cry: FAILURE build broke\\nstatus = FAILURE\\nartefacts =\\n" > "_bot_job${SLURM_JOB_ID}.result"\n',
+    });
+    await storeComment(h, 'bot: build for:arch=zen4');
+    await tickUntil(h, stageIs('finished'), 90_000, 500);
+    const state = await stateOf<JobData>(await onlyJob());
+    expect(state.data.scheduler_state).toBe('FAILED');
+    expect(state.data.exit_code).toBe('3:0');
+    expect(state.data.result).toEqual({
+      status: 'FAILURE',
+      description: ':cry: FAILURE build broke',
+      artefacts: [],
+    });
+    expect(jobComment()).toContain(
+      '|finished|:cry: FAILURE build broke <sub>(scheduler: `FAILED, exit code 3:0`)</sub>|',
+    );
+  }, 120_000);
+
+  test('bot: cancel cancels a running job, which ends CANCELLED', async () => {
+    h = await startHarness('', SLURM());
+    setUpPr(SLEEPY_BOT);
+    await storeComment(h, 'bot: build for:arch=zen4');
+    await tickUntil(h, stageIs('running'), 60_000, 500);
+    await storeComment(h, 'bot: cancel');
+    await tickUntil(h, stageIs('cancelled'), 60_000, 500);
+    const state = await stateOf<JobData>(await onlyJob());
+    expect(state.data.scheduler_state).toBe('CANCELLED');
+    expect(state.data.cancel_requested).toBe('cancelled by reviewer1');
+    const acct = await slurm('sacct', [
+      '--noheader',
+      '--parsable2',
+      '-X',
+      '-j',
+      state.data.job_id!,
+      '-o',
+      'State',
+    ]);
+    expect(acct.trim()).toMatch(/^CANCELLED/);
+  }, 120_000);
+
+  test('a job over its time limit ends TIMEOUT', async () => {
+    h = await startHarness('      slurm_params: ["--time=00:00:05"]', SLURM());
+    setUpPr(SLEEPY_BOT);
+    await storeComment(h, 'bot: build for:arch=zen4');
+    await tickUntil(h, stageIs('finished'), 150_000, 1000);
+    const state = await stateOf<JobData>(await onlyJob());
+    expect(state.data.scheduler_state).toBe('TIMEOUT');
+    expect(jobComment()).toContain('(scheduler: `TIMEOUT, exit code 0:0`)');
+  }, 180_000);
+
+  test('delayed_begin submits with a begin time and needs no release', async () => {
+    h = await startHarness('', SLURM('    handover: delayed_begin\n    delay_begin_seconds: 3\n'));
+    setUpPr(PASSING_BOT);
+    await storeComment(h, 'bot: build for:arch=zen4');
+    await tickUntil(h, stageIs('submitted'));
+    const id = (await stateOf<JobData>(await onlyJob())).data.job_id!;
+    const queued = await slurm('squeue', ['--noheader', '-j', id, '-o', '%T|%r']);
+    expect(queued.trim()).toBe('PENDING|BeginTime');
+    await tickUntil(h, stageIs('finished'), 90_000, 500);
+    const body = jobComment();
+    expect(body).toContain(`job id \`${id}\` will be eligible to start in about 3 seconds`);
+    expect(body).toContain('|released|job awaits its begin time|');
+  }, 120_000);
+
+  test('exactly once: a poller killed right after sbatch does not submit twice', async () => {
+    h = await startHarness('', SLURM());
+    setUpPr(PASSING_BOT);
+    await storeComment(h, 'bot: build for:arch=zen4');
+    // Advance in-process to `submitting`, then let a real poller process die right after sbatch.
+    await tickUntil(h, stageIs('submitting'));
+    const dir = await onlyJob();
+    const code = await new Promise<number | null>((resolve) => {
+      const child = spawn(
+        process.execPath,
+        ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), 'poll', '--once', '--config', h.config.source],
+        {
+          env: { ...process.env, HARNESS_GITHUB_TOKEN: 'ghp_harness', HPCBOT_CRASH_POINT: 'after-submit' },
+          stdio: 'ignore',
+        },
+      );
+      child.on('exit', (c, signal) => resolve(signal === 'SIGKILL' ? -9 : c));
+    });
+    expect(code).toBe(-9);
+    expect((await stateOf<JobData>(dir)).data.job_id).toBeUndefined();
+    expect(await stageOf(dir)).toBe('submitting');
+    await tickUntil(h, stageIs('finished'), 90_000, 500);
+    // sacct learns about a job a few seconds late; wait until it lists this job dir at all.
+    const mine = await pollUntil(
+      async () => {
+        const byDir = await slurm('sacct', [
+          '--noheader',
+          '--parsable2',
+          '-X',
+          `--name=hpcbot-t${process.pid}-test`,
+          '-S',
+          'now-1hour',
+          '-o',
+          'JobID,WorkDir',
+        ]);
+        return byDir.split('\n').filter((l) => l.endsWith(`|${dir}`));
+      },
+      (lines) => lines.length > 0,
+    );
+    expect(mine).toHaveLength(1);
+    expect(mine[0]!.split('|')[0]).toBe((await stateOf<JobData>(dir)).data.job_id);
+  }, 120_000);
+
+  test('when squeue and sacct fail, a tick changes no job state; the next good tick recovers', async () => {
+    h = await startHarness('', SLURM());
+    setUpPr(PASSING_BOT);
+    await storeComment(h, 'bot: build for:arch=zen4');
+    await tickUntil(h, stageIs('released'));
+    const dir = await onlyJob();
+    const before = readFileSync(path.join(dir, 'state.json'), 'utf8');
+    await new Promise((r) => setTimeout(r, 3000)); // the job finishes meanwhile
+    const saved = process.env.SLURM_CONF;
+    // The same cluster config, but the clients look for the controller on a port where nothing listens.
+    const conf = path.join(h.root, 'unreachable-slurm.conf');
+    const real = readFileSync(saved ?? '/etc/slurm/slurm.conf', 'utf8').replace(/^SlurmctldPort=.*$/m, '');
+    writeFileSync(conf, `${real}\nSlurmctldPort=9\n`);
+    process.env.SLURM_CONF = conf;
+    try {
+      await runTick(h.deps);
+    } finally {
+      if (saved === undefined) delete process.env.SLURM_CONF;
+      else process.env.SLURM_CONF = saved;
+    }
+    expect(readFileSync(path.join(dir, 'state.json'), 'utf8')).toBe(before);
+    await tickUntil(h, stageIs('finished'), 60_000, 500);
+    expect((await stateOf<JobData>(dir)).data.scheduler_state).toBe('COMPLETED');
+  }, 120_000);
+});

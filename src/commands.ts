@@ -87,7 +87,8 @@ export function parseBotCommands(body: string, limit = MAX_COMMANDS_PER_COMMENT)
 export function parseBotCommand(line: string): ParsedCommand {
   const tokens = line.split(/\s+/).filter(Boolean);
   const name = tokens[0] ?? '';
-  if (!(name in COMMAND_SYNTAX)) {
+  // Own keys only: `toString`, `constructor` or `__proto__` are not commands.
+  if (!Object.hasOwn(COMMAND_SYNTAX, name)) {
     return {
       ok: false,
       line,
@@ -137,12 +138,13 @@ function parseTargetSpec(which: 'on' | 'for', value: string): TargetSpec {
   const spec: TargetSpec = {};
   if (value === '') throw new CommandSyntaxError(`\`${which}:\` needs at least \`arch=<cpu>\``);
   for (const item of value.split(',')) {
-    const parts = item.split('=');
-    if (parts.length !== 2 || parts[0] === '' || parts[1] === '') {
+    // Split at the first `=` only: `accel=nvidia=cc90` is the EESSI spelling of `accel=nvidia/cc90`.
+    const eq = item.indexOf('=');
+    if (eq <= 0 || eq === item.length - 1) {
       throw new CommandSyntaxError(`\`${which}:\` item ${quote(item)} is not of the form key=value`);
     }
-    const key = expandPrefix(parts[0]!, ['architecture', 'accelerator'] as const, `${which}:`);
-    spec[key] = normalizeTarget(key, parts[1]!);
+    const key = expandPrefix(item.slice(0, eq), ['architecture', 'accelerator'] as const, `${which}:`);
+    spec[key] = normalizeTarget(key, item.slice(eq + 1));
   }
   return spec;
 }
@@ -163,12 +165,22 @@ function addFilter(args: CommandArgs, key: string, value: string, token: string)
   args.filters[component] = normalizeTarget(component, value);
 }
 
+/** The short names the docs use, for error messages. */
+const SHORT_NAMES: Record<string, string> = {
+  accelerator: 'accel',
+  architecture: 'arch',
+  exportvariable: 'exportvariable',
+  instance: 'inst',
+  job: 'job',
+  repository: 'repo',
+};
+
 /** Resolve `arch` to `architecture` etc.: a prefix of at least 3 letters that names one choice. */
 function expandPrefix<T extends string>(key: string, choices: readonly T[], what: string): T {
   const matches = key.length >= 3 ? choices.filter((c) => c.startsWith(key)) : [];
   if (matches.length !== 1) {
     throw new CommandSyntaxError(
-      `unknown ${what} key ${quote(key)}; use one of ${choices.map((c) => `\`${c.slice(0, 4)}\``).join(', ')} (a prefix of at least 3 letters)`,
+      `unknown ${what} key ${quote(key)}; use one of ${choices.map((c) => `\`${SHORT_NAMES[c] ?? c}\``).join(', ')} (or another prefix of at least 3 letters)`,
     );
   }
   return matches[0]!;

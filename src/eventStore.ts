@@ -4,7 +4,14 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { createFileExclusive, fsyncDir, mkdirDurable } from './fsutil.js';
+import {
+  createFileExclusive,
+  createSyncedFile,
+  fsyncDir,
+  mkdirDurable,
+  publishDir,
+  tempName,
+} from './fsutil.js';
 import { JobDirs, isValidOwner, isValidRepoName, type EventScope } from './jobdirs.js';
 
 /** Events about a pull request; they are stored under pr_<N>. */
@@ -87,15 +94,26 @@ export interface StoredEvent {
 
 export const EVENT_FILE = 'event.json';
 
+/** Where event directories are staged before they are moved into place (same filesystem as jobdirs). */
+export const INCOMING_DIR = '.incoming';
+
+export function incomingDir(jobdirs: JobDirs): string {
+  return path.join(jobdirs.root, INCOMING_DIR);
+}
+
 /**
  * Store an event exactly once per delivery id, durably, before the caller acknowledges it.
  *
- * 1. Claim the delivery id (exclusive create of deliveries/<id>, naming the event dir).
- * 2. Write event.json into that dir (exclusive create).
- * 3. Add the dir to the pending-work index.
+ * 1. Stage the event dir: `.incoming/.tmp-*` /event.json, written and synced, dir synced.
+ * 2. Meanwhile claim the delivery id: exclusive create of deliveries/<id>, naming the event dir.
+ *    An existing claim (a redelivery) names the dir to use, even if it is in an earlier month.
+ * 3. Move the staged dir into place with rename(2); it fails if that event dir exists already.
+ * 4. Add the dir to the pending-work index.
  *
- * A redelivery whose claim exists finishes steps 2-3 if an earlier attempt crashed midway, so a crash
- * loses nothing; if event.json already exists it is left untouched and `duplicate` is returned.
+ * So an event dir appears complete or not at all, and never holds a temp file. A redelivery whose
+ * claim exists finishes steps 3-4 if an earlier attempt crashed midway, so a crash loses nothing; if
+ * the event dir already exists it is left untouched and `duplicate` is returned. Everything this
+ * relies on is synced before it returns, in both cases.
  */
 export async function storeEvent(
   jobdirs: JobDirs,
@@ -103,14 +121,37 @@ export async function storeEvent(
 ): Promise<{ duplicate: boolean; eventDir: string }> {
   const claim = path.join(jobdirs.deliveriesDir, ev.delivery);
   let eventDir = jobdirs.eventDir(ev.receivedAt, ev.owner, ev.repo, ev.scope, ev.delivery);
-  const claimed = await createFileExclusive(claim, jobdirs.relative(eventDir) + '\n');
-  if (!claimed) eventDir = jobdirs.resolve((await fs.readFile(claim, 'utf8')).trim());
-
-  await mkdirDurable(eventDir);
-  const written = await createFileExclusive(path.join(eventDir, EVENT_FILE), renderEventFile(ev));
+  const staging = stageEventDir(incomingDir(jobdirs), renderEventFile(ev));
+  staging.catch(() => undefined); // awaited below; do not let an early throw leave it unhandled
+  let published = false;
+  try {
+    const claimed = await createFileExclusive(claim, jobdirs.relative(eventDir) + '\n');
+    if (!claimed) eventDir = jobdirs.resolve((await fs.readFile(claim, 'utf8')).trim());
+    await mkdirDurable(path.dirname(eventDir));
+    published = await publishDir(await staging, eventDir);
+  } finally {
+    if (!published) {
+      const staged = await staging.catch(() => undefined);
+      if (staged) await fs.rm(staged, { recursive: true, force: true });
+    }
+  }
   await jobdirs.enqueue(eventDir);
-  if (written) await fsyncDir(eventDir);
-  return { duplicate: !written, eventDir };
+  return { duplicate: !published, eventDir };
+}
+
+/** A private directory holding a synced event file; the directory is synced too. */
+async function stageEventDir(incoming: string, content: string): Promise<string> {
+  const dir = path.join(incoming, tempName());
+  try {
+    await fs.mkdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await mkdirDurable(incoming);
+    await fs.mkdir(dir);
+  }
+  await createSyncedFile(path.join(dir, EVENT_FILE), content);
+  await fsyncDir(dir);
+  return dir;
 }
 
 /** The event file, with the raw body spliced in as `payload` so it is stored exactly as GitHub sent it. */

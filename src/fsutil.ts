@@ -1,6 +1,10 @@
 /**
  * Durable file writes. Every file the bot writes goes through here: temp file, fsync, rename (or link
  * for exclusive creation), fsync of the directory. A crash leaves either the old file or the new one.
+ *
+ * Directory fsyncs are group-committed: callers that ask for an fsync of a directory while one is
+ * already running share the next one, which starts after the running one ends (so it covers every
+ * change its callers made before asking). Under load this turns N fsyncs of `queue/` into about two.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs, constants as fsConstants } from 'node:fs';
@@ -8,6 +12,11 @@ import path from 'node:path';
 
 export interface WriteOptions {
   mode?: number;
+  /**
+   * Directory for the temp file, on the same filesystem as the target (default: the target's own
+   * directory). Lets a caller keep temp files out of directories that readers list.
+   */
+  tmpDir?: string;
 }
 
 /** Temp files start with this prefix; readers ignore them. */
@@ -17,25 +26,87 @@ export function isTempName(name: string): boolean {
   return name.startsWith(TEMP_PREFIX);
 }
 
-async function writeTemp(dir: string, data: string | Uint8Array, mode: number): Promise<string> {
-  const tmp = path.join(dir, `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
-  const handle = await fs.open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, mode);
+/** A fresh temp name for this process: `.tmp-<pid>-<random>`. */
+export function tempName(): string {
+  return `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+/** O_DSYNC makes each write durable before it returns (data and the metadata needed to read it back). */
+const O_DSYNC: number = fsConstants.O_DSYNC ?? 0;
+
+/**
+ * Create `file` (it must not exist), write `data` and make the content durable before returning.
+ * Not atomic: use it for names nobody reads yet (a temp file, a file in a private staging dir).
+ */
+export async function createSyncedFile(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const buf = typeof data === 'string' ? Buffer.from(data) : data;
+  const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | O_DSYNC;
+  const handle = await fs.open(file, flags, mode);
   try {
-    await handle.writeFile(data);
-    await handle.sync();
+    let off = 0;
+    while (off < buf.length) off += (await handle.write(buf, off, buf.length - off)).bytesWritten;
+    if (!O_DSYNC) await handle.datasync();
   } finally {
     await handle.close();
+  }
+}
+
+async function writeTemp(dir: string, data: string | Uint8Array, mode: number): Promise<string> {
+  const tmp = path.join(dir, tempName());
+  try {
+    await createSyncedFile(tmp, data, mode);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
   }
   return tmp;
 }
 
-export async function fsyncDir(dir: string): Promise<void> {
+async function fsyncDirNow(dir: string): Promise<void> {
   const handle = await fs.open(dir, fsConstants.O_RDONLY);
   try {
     await handle.sync();
   } finally {
     await handle.close();
   }
+}
+
+interface DirSync {
+  /** The fsync in flight, if any (never rejects; its callers got the error). */
+  running?: Promise<void>;
+  /** The next fsync, not started yet: later callers join it. */
+  next?: Promise<void>;
+}
+
+const dirSyncs = new Map<string, DirSync>();
+
+/** fsync a directory, so that entries created, renamed or removed in it before the call are durable. */
+export function fsyncDir(dir: string): Promise<void> {
+  const key = path.resolve(dir);
+  let s = dirSyncs.get(key);
+  if (!s) {
+    s = {};
+    dirSyncs.set(key, s);
+  }
+  if (s.next) return s.next;
+  const state = s;
+  const start = (): Promise<void> => {
+    state.next = undefined; // whoever asks from now on may have changed the dir after this fsync began
+    const run = fsyncDirNow(key);
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    state.running = settled;
+    void settled.then(() => {
+      if (state.running === settled) state.running = undefined;
+      if (!state.running && !state.next && dirSyncs.get(key) === state) dirSyncs.delete(key);
+    });
+    return run;
+  };
+  if (!state.running) return start();
+  state.next = state.running.then(start);
+  return state.next;
 }
 
 /** Replace `file` atomically with `data`. */
@@ -45,7 +116,7 @@ export async function writeFileAtomic(
   opts: WriteOptions = {},
 ): Promise<void> {
   const dir = path.dirname(file);
-  const tmp = await writeTemp(dir, data, opts.mode ?? 0o644);
+  const tmp = await writeTemp(opts.tmpDir ?? dir, data, opts.mode ?? 0o644);
   try {
     await fs.rename(tmp, file);
   } catch (err) {
@@ -57,7 +128,9 @@ export async function writeFileAtomic(
 
 /**
  * Create `file` with `data` only if it does not exist yet, atomically: the content is complete
- * before the name appears (link(2) of a fsynced temp file). Returns false if the file already existed.
+ * before the name appears (link(2) of a synced temp file). Returns false if the file already existed.
+ * Either way the entry is durable when this returns (an existing one may have just been created by
+ * a concurrent caller that has not synced its directory yet).
  */
 export async function createFileExclusive(
   file: string,
@@ -65,17 +138,36 @@ export async function createFileExclusive(
   opts: WriteOptions = {},
 ): Promise<boolean> {
   const dir = path.dirname(file);
-  const tmp = await writeTemp(dir, data, opts.mode ?? 0o644);
+  const tmp = await writeTemp(opts.tmpDir ?? dir, data, opts.mode ?? 0o644);
+  let created = true;
   try {
     await fs.link(tmp, file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    created = false;
   } finally {
     await fs.rm(tmp, { force: true });
   }
   await fsyncDir(dir);
-  return true;
+  return created;
+}
+
+/**
+ * Move a directory that is complete and synced (`staged`) to `dest`, unless `dest` already exists
+ * with content. Returns false (and leaves `staged` alone) if it does. Either way `dest`'s entry is
+ * durable when this returns. Both must be on one filesystem; the parent of `dest` must exist.
+ */
+export async function publishDir(staged: string, dest: string): Promise<boolean> {
+  let moved = true;
+  try {
+    await fs.rename(staged, dest);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+    moved = false;
+  }
+  await fsyncDir(path.dirname(dest));
+  return moved;
 }
 
 /** mkdir -p that also fsyncs every directory it created and the parent of the topmost one. */
@@ -88,6 +180,37 @@ export async function mkdirDurable(dir: string): Promise<void> {
     d = path.dirname(d);
   }
   await fsyncDir(d);
+}
+
+/**
+ * Remove the temp files and dirs (`.tmp-<pid>-*`) in `dir` that were left by processes that are no
+ * longer running (a crash between writing a temp file and renaming or removing it).
+ */
+export async function removeStaleTemps(dir: string): Promise<number> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
+  }
+  let removed = 0;
+  for (const name of names) {
+    const pid = Number(/^\.tmp-(\d+)-/.exec(name)?.[1]);
+    if (!pid || pid === process.pid || isRunning(pid)) continue;
+    await fs.rm(path.join(dir, name), { recursive: true, force: true });
+    removed++;
+  }
+  return removed;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export async function readJsonIfExists<T>(file: string): Promise<T | undefined> {

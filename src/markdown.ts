@@ -26,11 +26,23 @@ export function neutralizeCommands(body: string): string {
   return body.replace(/^(\s*)bot:/gm, '$1bot&#58;');
 }
 
-/** Cut a body to GitHub's limit, with a visible note; `tail` (e.g. the marker) is always kept. */
+/** Room left for closing what a cut leaves open (a code fence, a few `<details>` blocks). */
+const CLOSERS_RESERVE = 100;
+
+/**
+ * Cut a body to GitHub's limit, with a visible note; `tail` (e.g. the marker) is always kept. An open
+ * code fence and open `<details>` blocks are closed before the note, so the note shows as text, outside
+ * any collapsed block; a surrogate pair is never split.
+ */
 export function fitComment(body: string, tail = ''): string {
   const full = tail ? `${body}\n${tail}` : body;
   if (full.length <= MAX_COMMENT_CHARS) return full;
   const note = `\n\n… (cut: this comment exceeded GitHub's limit of ${MAX_COMMENT_CHARS} characters)\n`;
-  const keep = MAX_COMMENT_CHARS - note.length - tail.length - 1;
-  return `${body.slice(0, keep)}${note}${tail}`;
+  let kept = body.slice(0, Math.max(0, MAX_COMMENT_CHARS - note.length - tail.length - CLOSERS_RESERVE));
+  if (/[\ud800-\udbff]$/.test(kept)) kept = kept.slice(0, -1);
+  let closers = '';
+  if ((kept.match(/^ {0,3}```/gm) ?? []).length % 2 === 1) closers += '\n```';
+  const openDetails = (kept.match(/<details>/g) ?? []).length - (kept.match(/<\/details>/g) ?? []).length;
+  closers += '\n</details>'.repeat(Math.min(Math.max(openDetails, 0), 8));
+  return `${kept}${closers}${note}${tail}`;
 }

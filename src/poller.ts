@@ -61,6 +61,10 @@ export async function runTick(deps: StageDeps, only?: string[]): Promise<TickRep
   const observations = await observeJobs(deps, works);
   for (const work of works) {
     try {
+      // A directory advanced earlier in this tick may have written this one's state (a cancel, a stale
+      // mark after a new push): continue from the file, never from the copy loaded above.
+      const current = await readState(work.dir);
+      if (current) work.state = current as never;
       await advanceWorkDir(work, observations);
       report.advanced++;
     } catch (err) {

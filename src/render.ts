@@ -63,7 +63,7 @@ export function renderHelp(): string {
     '- several commands may be given in one comment',
     '- the commands are:',
     ...Object.values(COMMAND_SYNTAX).map((s) => `  - ${codeSpan(s)}`),
-    '- filters: `arch:`, `accel:`, `repo:`, `inst:` match exactly; `arch` may use `-` for `/`',
+    '- filters: `arch:`, `accel:`, `repo:`, `inst:` match the whole value or its last `/`-separated parts (`zen4` matches `x86_64/amd/zen4`, `zen` does not); `*` matches within one part; `arch` may use `-` for `/`',
     '- example: `bot: build for:arch=x86_64/amd/zen4`, or to cross-compile',
     '  `bot: build on:arch=x86_64/amd/zen4 for:arch=x86_64/amd/zen4,accel=nvidia/cc90`',
   ].join('\n');

@@ -9,11 +9,15 @@ import { Webhooks } from '@octokit/webhooks';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
-import { classifyEvent, storeEvent } from './eventStore.js';
+import { classifyEvent, incomingDir, storeEvent } from './eventStore.js';
+import { mkdirDurable, removeStaleTemps } from './fsutil.js';
 import { JobDirs, isValidDeliveryId } from './jobdirs.js';
 
 /** GitHub caps webhook payloads at 25 MiB. */
 export const MAX_BODY_BYTES = 25 * 1024 * 1024;
+
+/** The metrics label of a delivery whose event name is not (yet) verified. */
+const UNVERIFIED = 'unverified';
 
 export interface ServerOptions {
   config: Config;
@@ -74,44 +78,53 @@ export function createApp({ config, logger, secret, insecureSkipSignature }: Ser
 
   app.post(
     config.server.webhook_path,
-    express.raw({ type: () => true, limit: MAX_BODY_BYTES }),
+    // No inflate: the signature covers the bytes GitHub sent, and a compressed body could be a bomb.
+    express.raw({ type: () => true, limit: MAX_BODY_BYTES, inflate: false }),
     async (req: Request, res: Response) => {
-      const event = req.header('x-github-event');
-      let outcome = 'error';
+      // The event label is only taken from verified deliveries: unverified requests must not be able
+      // to create metric series (memory) by inventing event names.
+      const labels = { event: UNVERIFIED, outcome: 'error' };
       try {
-        const body = await handleDelivery(req);
-        outcome = body.outcome;
+        const body = await handleDelivery(req, labels);
+        labels.outcome = body.outcome;
         res.status(body.status).json(body.json);
       } catch (err) {
         if (err instanceof HttpError) {
-          outcome = `rejected_${err.status}`;
+          labels.outcome = `rejected_${err.status}`;
           res.status(err.status).json({ error: err.message });
         } else {
-          logger.error({ err, event }, 'storing a delivery failed');
+          logger.error({ err, event: labels.event }, 'storing a delivery failed');
           res.status(500).json({ error: 'could not store the event; GitHub will let you redeliver it' });
         }
       } finally {
-        deliveries.inc({ event: event && /^[a-z_]{1,64}$/.test(event) ? event : 'invalid', outcome });
+        deliveries.inc(labels);
       }
     },
   );
 
-  async function handleDelivery(req: Request) {
+  async function handleDelivery(req: Request, labels: { event: string }) {
     const raw: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
     const rawBody = raw.toString('utf8');
     // Verify before looking at anything else in the request.
     if (webhooks) {
       const signature = req.header('x-hub-signature-256');
       if (!signature) throw new HttpError(401, 'missing X-Hub-Signature-256 header');
-      if (!/^sha256=[0-9a-f]{64}$/.test(signature) || !(await webhooks.verify(rawBody, signature))) {
+      if (!/^sha256=[0-9a-f]{64}$/.test(signature)) {
         throw new HttpError(401, 'signature does not match the webhook secret');
       }
+      if (raw.length === 0) throw new HttpError(400, 'empty body');
+      if (!(await webhooks.verify(rawBody, signature))) {
+        throw new HttpError(401, 'signature does not match the webhook secret');
+      }
+    } else if (raw.length === 0) {
+      throw new HttpError(400, 'empty body');
     }
     const event = req.header('x-github-event');
     const delivery = req.header('x-github-delivery');
     if (!event) throw new HttpError(400, 'missing X-GitHub-Event header');
     if (!delivery) throw new HttpError(400, 'missing X-GitHub-Delivery header');
     if (!/^[a-z_]{1,64}$/.test(event)) throw new HttpError(400, 'X-GitHub-Event is not an event name');
+    labels.event = event;
     if (!isValidDeliveryId(delivery)) throw new HttpError(400, 'X-GitHub-Delivery is not a delivery id');
     if (/x-www-form-urlencoded/.test(req.header('content-type') ?? '')) {
       throw new HttpError(415, 'set the webhook content type to application/json');
@@ -153,12 +166,15 @@ export function createApp({ config, logger, secret, insecureSkipSignature }: Ser
 
   // Body-parser errors (oversize, aborted) and anything else thrown outside the handler.
   app.use(
-    (err: Error & { status?: number; type?: string }, _req: Request, res: Response, _next: NextFunction) => {
+    (err: Error & { status?: number; type?: string }, req: Request, res: Response, _next: NextFunction) => {
+      const status = err.status && err.status >= 400 && err.status < 500 ? err.status : 500;
+      if (req.method === 'POST' && req.path === config.server.webhook_path) {
+        deliveries.inc({ event: UNVERIFIED, outcome: `rejected_${status}` });
+      }
       if (err.type === 'entity.too.large') {
         res.status(413).json({ error: `body larger than ${MAX_BODY_BYTES} bytes (GitHub's limit)` });
         return;
       }
-      const status = err.status && err.status >= 400 && err.status < 500 ? err.status : 500;
       if (status === 500) logger.error({ err }, 'request failed');
       res.status(status).json({ error: status === 500 ? 'internal error' : err.message });
     },
@@ -180,7 +196,14 @@ function githubHeaders(req: Request): Record<string, string> {
 }
 
 export async function startServer(opts: ServerOptions): Promise<Server> {
-  await new JobDirs(opts.config.jobdirs).ensureBaseDirs();
+  const jobdirs = new JobDirs(opts.config.jobdirs);
+  await jobdirs.ensureBaseDirs();
+  const incoming = incomingDir(jobdirs);
+  await mkdirDurable(incoming);
+  // Temp files and staged event dirs of a server that was killed mid-write: never events, just litter.
+  let stale = 0;
+  for (const dir of [incoming, jobdirs.deliveriesDir, jobdirs.queueDir]) stale += await removeStaleTemps(dir);
+  if (stale > 0) opts.logger.info({ removed: stale }, 'removed temp files left by a killed server');
   const app = createApp(opts);
   return await new Promise((resolve, reject) => {
     const server = app.listen(opts.config.server.port, opts.config.server.host, (err?: Error) => {

@@ -65,6 +65,18 @@ export function selectBuildTargets(
           : 'this instance allows none'),
     };
   }
+  const crossGlob = [
+    forSpec.architecture !== args.on.architecture ? forSpec.architecture : undefined,
+    forSpec.accelerator !== undefined && forSpec.accelerator !== args.on.accelerator
+      ? forSpec.accelerator
+      : undefined,
+  ].find((v) => v?.includes('*'));
+  if (crossGlob !== undefined) {
+    return {
+      ok: false,
+      reason: `${codeSpan(crossGlob)}: \`for:\` needs exact values (no \`*\`) when \`on:\` names other hardware`,
+    };
+  }
   const { filters } = args;
   if (filters.instance !== undefined && !patternMatches(filters.instance, config.instance)) {
     return { ok: true, targets: [], exportVariables: args.exportVariables };
@@ -73,6 +85,12 @@ export function selectBuildTargets(
   for (const [nodeType, node] of Object.entries(config.build.node_types)) {
     if (!nodeMatches(args.on, filters, node)) continue;
     const native = forSpec.architecture === args.on.architecture;
+    // Likewise the accelerator: `for:...,accel=cc90` alone (or a glob) means the node's full accelerator.
+    const nativeAccel =
+      forSpec.accelerator !== undefined && forSpec.accelerator === args.on.accelerator
+        ? node.accel
+        : undefined;
+    const forAccel = nativeAccel ?? forSpec.accelerator;
     for (const repoId of node.repo_targets) {
       if (filters.repository !== undefined && !patternMatches(filters.repository, repoId)) continue;
       targets.push({
@@ -83,7 +101,7 @@ export function selectBuildTargets(
         ...(node.accel ? { onAccel: node.accel } : {}),
         // A native build (for: alone, possibly a short form) builds for the node's full CPU path.
         forArch: native ? node.cpu_subdir : forSpec.architecture,
-        ...(forSpec.accelerator ? { forAccel: forSpec.accelerator } : {}),
+        ...(forAccel ? { forAccel } : {}),
         slurmParams: node.slurm_params,
       });
     }

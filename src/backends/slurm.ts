@@ -77,13 +77,13 @@ export class SlurmBackend implements Backend {
       const [id, dir] = line.split('|');
       if (id && dir === jobDir) return id.trim();
     }
+    // Not `--name`: around a job's start and end sacct may briefly report another name.
     const accounted = await this.query('sacct', [
       '--noheader',
       '--parsable2',
       '-X',
-      `--name=${this.settings.jobName}`,
       '-S',
-      'now-30days',
+      'now-7days',
       '-o',
       'JobID,WorkDir',
     ]);

@@ -30,12 +30,15 @@ const COMMAND_HANDLERS: Record<CommandName, CommandHandler> = {
 const ANSWER_COMMANDS = new Set<string>(['help', 'show_config', 'status']);
 
 interface CommentPayload {
+  issue?: { pull_request?: unknown };
   comment: { body?: string | null; user: { login: string } };
 }
 
 export const handleCommentCommands: EventHandler = async (ctx) => {
   const { config, github } = ctx.work.deps;
-  const { comment } = ctx.event.payload as CommentPayload;
+  const { comment, issue } = ctx.event.payload as CommentPayload;
+  // The server stores no comments on plain issues; an event file put here by other means is no exception.
+  if (!issue?.pull_request) return { ignored: 'comment on a plain issue, not a pull request' };
   const sender = comment.user.login;
   if (isBotAccount(sender, config.github.bot_login))
     return { ignored: `comment by the bot account ${sender}` };

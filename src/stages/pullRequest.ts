@@ -1,5 +1,5 @@
 /** Handlers for `pull_request` events: opened, labeled, synchronize (a new head) and closed. */
-import { parseBotCommand } from '../commands.js';
+import { COMMAND_LINE_RE, parseBotCommand } from '../commands.js';
 import { ACTIVE_JOB_STAGES, type JobData } from '../job.js';
 import { codeSpan } from '../markdown.js';
 import { renderCommandReply, renderConfig } from '../render.js';
@@ -40,7 +40,9 @@ export const handleLabeled: EventHandler = async (ctx) => {
     );
     return;
   }
-  const cmd = parseBotCommand(config.labels.default_build_command);
+  // The command may be written with or without its `bot:` prefix.
+  const text = config.labels.default_build_command.trim();
+  const cmd = parseBotCommand(COMMAND_LINE_RE.exec(text)?.[1]?.trim() ?? text);
   if (!cmd.ok || cmd.name !== 'build') {
     throw new Error(
       `labels.default_build_command is not a valid build command: ${cmd.ok ? cmd.name : cmd.error}`,
@@ -86,5 +88,6 @@ export const handleClosed: EventHandler = async (ctx) => {
   const body = cancelled.length
     ? `${what}: cancelled ${cancelled.length} active job(s) of this instance: ${cancelled.join(', ')}`
     : `${what}: no active jobs of this instance to cancel`;
-  await ctx.work.postComment(ctx.pr, `${ctx.gen}:closed`, body, 'chatty');
+  // Cancelling jobs is an action people should hear about; "nothing to cancel" is chatter.
+  await ctx.work.postComment(ctx.pr, `${ctx.gen}:closed`, body, cancelled.length ? 'basic' : 'chatty');
 };

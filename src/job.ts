@@ -38,6 +38,8 @@ export interface JobData {
   rows: JobRow[];
   stale?: { superseded_by: string };
   missing_ticks?: number;
+  /** build.on_overlap = queue: job dirs (relative to jobdirs) that must end before this one starts. */
+  wait_for?: string[];
   /** Why a cancel was asked for; the job ends as `cancelled`. */
   cancel_requested?: string;
   /** The job comment as last posted, so it is edited only when it changes. */

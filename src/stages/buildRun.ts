@@ -8,15 +8,32 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { ExportVariable } from '../commands.js';
 import { mkdirDurable } from '../fsutil.js';
-import type { JobData } from '../job.js';
+import { ACTIVE_JOB_STAGES, type JobData } from '../job.js';
 import { newState, readState, writeState } from '../state.js';
 import type { BuildTarget } from '../targets.js';
-import type { PullRequestRef, WorkDir } from './context.js';
+import type { PullRequestRef, StageDeps, WorkDir } from './context.js';
+import { cancelJob } from './job.js';
 import type { EventData } from './event.js';
 
 export interface PreparedJob {
-  dir: string;
+  /** Undefined when build.on_overlap = refuse turned the target down. */
+  dir?: string;
   target: BuildTarget;
+  /** An active job for the same PR, node type and repo that this one overlaps with, and what was done. */
+  overlap?: { dir: string; action: 'superseded' | 'queued behind' | 'refused because of' };
+}
+
+/** Active jobs of the PR for the same node type and repo target (outside `exceptRun`). */
+async function activeSameTarget(deps: StageDeps, pr: PullRequestRef, target: BuildTarget, exceptRun: string) {
+  const found: string[] = [];
+  for (const dir of await deps.jobdirs.prJobDirs(pr.repo.owner, pr.repo.repo, pr.number)) {
+    if (dir.startsWith(exceptRun + path.sep)) continue;
+    const state = await readState<JobData>(dir);
+    if (state?.kind !== 'job' || !ACTIVE_JOB_STAGES.has(state.stage)) continue;
+    const t = state.data.target;
+    if (t.nodeType === target.nodeType && t.repoId === target.repoId) found.push(dir);
+  }
+  return found;
 }
 
 export async function nextRunName(eventDir: string): Promise<string> {
@@ -43,8 +60,25 @@ export async function createBuildRun(
   }
   const jobs: PreparedJob[] = [];
   for (const target of targets) {
-    const dir = path.join(work.dir, runName, target.nodeType, target.repoId);
+    const runDir = path.join(work.dir, runName);
+    const dir = path.join(runDir, target.nodeType, target.repoId);
+    let overlap: PreparedJob['overlap'];
+    let waitFor: string[] = [];
     if (!(await readState(dir))) {
+      const active = await activeSameTarget(work.deps, pr, target, runDir);
+      if (active.length > 0) {
+        const policy = config.build.on_overlap;
+        if (policy === 'refuse') {
+          jobs.push({ target, overlap: { dir: active[0]!, action: 'refused because of' } });
+          continue;
+        }
+        if (policy === 'supersede') {
+          for (const old of active) await cancelJob(work.deps, old, `superseded by ${jobdirs.relative(dir)}`);
+        } else {
+          waitFor = active.map((d) => jobdirs.relative(d));
+        }
+        overlap = { dir: active[0]!, action: policy === 'supersede' ? 'superseded' : 'queued behind' };
+      }
       await mkdirDurable(dir);
       const data: JobData = {
         pr: {
@@ -59,11 +93,12 @@ export async function createBuildRun(
         backend: config.backend.kind,
         submit_id: randomUUID(),
         rows: [],
+        ...(waitFor.length ? { wait_for: waitFor } : {}),
       };
       await writeState(dir, newState('job', 'prepared', data, now()));
     }
     await jobdirs.enqueue(dir);
-    jobs.push({ dir, target });
+    jobs.push({ dir, target, ...(overlap ? { overlap } : {}) });
   }
   return jobs;
 }

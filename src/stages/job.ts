@@ -12,7 +12,7 @@
 import path from 'node:path';
 import type { JobObservation } from '../backends/types.js';
 import { writeFileAtomic } from '../fsutil.js';
-import { addRow, type JobData, type JobRow } from '../job.js';
+import { ACTIVE_JOB_STAGES, addRow, type JobData, type JobRow } from '../job.js';
 import { readResultFiles } from '../resultFile.js';
 import { readState, transition, writeState } from '../state.js';
 import { renderJobComment, formatRowDate } from '../jobComment.js';
@@ -73,6 +73,10 @@ export async function advanceJob(
 }
 
 async function checkout(work: JobWork): Promise<void> {
+  for (const rel of work.state.data.wait_for ?? []) {
+    const other = await readState<JobData>(work.deps.jobdirs.resolve(rel));
+    if (other && ACTIVE_JOB_STAGES.has(other.stage)) return; // queued behind an active job: next tick
+  }
   try {
     const shas = await prepareJobCheckout(work);
     await work.update((s) =>

@@ -93,13 +93,14 @@ export async function startHarness(
   return { root, config, fake, gitRoot, deps, stop: () => fake.stop() };
 }
 
+let deliverySeq = 0;
+/** Delivery ids that sort in creation order, so event (and job) directories list oldest first. */
+export function nextDelivery(): string {
+  return `d-${Date.now()}-${String(deliverySeq++).padStart(4, '0')}`;
+}
+
 /** Store an issue_comment.created event on PR #7 of hpc-org/software-layer, as the server would. */
-export async function storeComment(
-  h: Harness,
-  body: string,
-  sender = REVIEWER,
-  delivery = `d-${Math.random().toString(16).slice(2)}`,
-) {
+export async function storeComment(h: Harness, body: string, sender = REVIEWER, delivery = nextDelivery()) {
   const p = payloads.commentOnPr();
   p.repository!.owner.login = OWNER;
   p.repository!.name = REPO;

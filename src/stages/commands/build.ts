@@ -2,7 +2,7 @@
 import { codeSpan } from '../../markdown.js';
 import { hasPermission } from '../../permissions.js';
 import { describeTargets, selectBuildTargets } from '../../targets.js';
-import { createBuildRun } from '../buildRun.js';
+import { createBuildRun, type PreparedJob } from '../buildRun.js';
 import type { CommandHandler } from './types.js';
 
 export const build: CommandHandler = async (ctx) => {
@@ -21,12 +21,17 @@ export const build: CommandHandler = async (ctx) => {
     ].join('\n');
   }
   const jobs = await createBuildRun(ctx.work, ctx.key, ctx.pr, selection.targets, selection.exportVariables);
-  return jobs
-    .map(
-      ({ dir, target }) =>
-        `- job for ${codeSpan(target.repoId)} on node type ${codeSpan(target.nodeType)} ` +
-        `(for ${codeSpan(target.forArch + (target.forAccel ? `, ${target.forAccel}` : ''))}) ` +
-        `prepared in ${codeSpan(jobdirs.relative(dir))}; its progress is reported in a comment of its own`,
-    )
-    .join('\n');
+  return jobs.map((job) => describePreparedJob(job, (d) => jobdirs.relative(d))).join('\n');
 };
+
+function describePreparedJob(job: PreparedJob, rel: (dir: string) => string): string {
+  const t = job.target;
+  const what =
+    `job for ${codeSpan(t.repoId)} on node type ${codeSpan(t.nodeType)} ` +
+    `(for ${codeSpan(t.forArch + (t.forAccel ? `, ${t.forAccel}` : ''))})`;
+  const overlap = job.overlap
+    ? `; ${job.overlap.action} the active job in ${codeSpan(rel(job.overlap.dir))}`
+    : '';
+  if (!job.dir) return `- no ${what} was prepared${overlap} (build.on_overlap: refuse)`;
+  return `- ${what} prepared in ${codeSpan(rel(job.dir))}${overlap}; its progress is reported in a comment of its own`;
+}

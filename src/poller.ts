@@ -18,7 +18,15 @@ import { createGitHub } from './github.js';
 import type { JobData } from './job.js';
 import { JobDirs } from './jobdirs.js';
 import { acquireLock, LockBusyError, waitForLock } from './lock.js';
-import { FINAL_STAGES, isDue, readState, recordFailure, transition, writeState, type DirState } from './state.js';
+import {
+  FINAL_STAGES,
+  isDue,
+  readState,
+  recordFailure,
+  transition,
+  writeState,
+  type DirState,
+} from './state.js';
 import type { StageDeps, WorkDir } from './stages/context.js';
 import type { EventData } from './stages/event.js';
 import { advanceWorkDir, loadWorkDir } from './stages/index.js';
@@ -70,7 +78,12 @@ export async function runTick(deps: StageDeps, only?: string[]): Promise<TickRep
     } catch (err) {
       report.failed++;
       const message = (err as Error).message;
-      const failed = recordFailure(work.state as DirState<unknown>, message, now(), deps.config.poller.max_attempts);
+      const failed = recordFailure(
+        work.state as DirState<unknown>,
+        message,
+        now(),
+        deps.config.poller.max_attempts,
+      );
       work.state = failed as never;
       await writeState(work.dir, failed).catch(() => undefined);
       logger.error(

@@ -1,0 +1,321 @@
+/**
+ * The `bot:` command parser (src/commands.ts): a table of lines and what they parse to, the comment-level
+ * extraction (one command per line, case-sensitive, indentation, limits), and hostile input.
+ */
+import {
+  COMMAND_SYNTAX,
+  MAX_COMMANDS_PER_COMMENT,
+  expandCommand,
+  extractCommandLines,
+  parseBotCommand,
+  parseBotCommands,
+  type CommandArgs,
+  type ParsedCommand,
+} from '../src/commands.js';
+
+const BUILD_SYNTAX = COMMAND_SYNTAX.build;
+
+function ok(line: string): Extract<ParsedCommand, { ok: true }> {
+  const parsed = parseBotCommand(line);
+  if (!parsed.ok) throw new Error(`expected ${JSON.stringify(line)} to parse, got: ${parsed.error}`);
+  return parsed;
+}
+
+function bad(line: string): Extract<ParsedCommand, { ok: false }> {
+  const parsed = parseBotCommand(line);
+  if (parsed.ok) throw new Error(`expected ${JSON.stringify(line)} to fail, got ${parsed.expanded}`);
+  return parsed;
+}
+
+const args = (a: Partial<CommandArgs>): CommandArgs => ({
+  on: {},
+  filters: {},
+  exportVariables: [],
+  general: [],
+  ...a,
+});
+
+describe('valid commands: what each line parses to', () => {
+  const zen4 = 'x86_64/amd/zen4';
+  test.each<[string, string, CommandArgs, string]>([
+    ['help', 'help', args({}), 'help'],
+    ['show_config', 'show_config', args({}), 'show_config'],
+    ['status', 'status', args({}), 'status'],
+    ['status last_build', 'status', args({ general: ['last_build'] }), 'status last_build'],
+    ['deploy', 'deploy', args({}), 'deploy'],
+    ['cancel', 'cancel', args({}), 'cancel'],
+    // `for:` alone is a native build: `on:` takes the same values.
+    [
+      `build for:arch=${zen4}`,
+      'build',
+      args({ on: { architecture: zen4 }, for: { architecture: zen4 } }),
+      `build for:architecture=${zen4}`,
+    ],
+    // `-` means `/` in architectures (EESSI spelling)
+    [
+      'build for:arch=x86_64-amd-zen4',
+      'build',
+      args({ on: { architecture: zen4 }, for: { architecture: zen4 } }),
+      `build for:architecture=${zen4}`,
+    ],
+    // any prefix of at least 3 letters names the key inside for:/on:
+    [
+      'build for:arc=zen4,acc=nvidia/cc90',
+      'build',
+      args({
+        on: { architecture: 'zen4', accelerator: 'nvidia/cc90' },
+        for: { architecture: 'zen4', accelerator: 'nvidia/cc90' },
+      }),
+      'build for:architecture=zen4,accelerator=nvidia/cc90',
+    ],
+    [
+      'build for:architecture=zen4,accelerator=nvidia=cc90',
+      'build',
+      args({
+        on: { architecture: 'zen4', accelerator: 'nvidia/cc90' },
+        for: { architecture: 'zen4', accelerator: 'nvidia/cc90' },
+      }),
+      'build for:architecture=zen4,accelerator=nvidia/cc90',
+    ],
+    // cross-compiling: on: and for: differ, both are shown
+    [
+      `build on:arch=zen4 for:arch=${zen4},accel=nvidia/cc90`,
+      'build',
+      args({ on: { architecture: 'zen4' }, for: { architecture: zen4, accelerator: 'nvidia/cc90' } }),
+      `build on:architecture=zen4 for:architecture=${zen4},accelerator=nvidia/cc90`,
+    ],
+    // on: equal to for: is shown once
+    [
+      'build on:arch=zen4 for:arch=zen4',
+      'build',
+      args({ on: { architecture: 'zen4' }, for: { architecture: 'zen4' } }),
+      'build for:architecture=zen4',
+    ],
+    // order of the tokens does not matter
+    [
+      'build repo:eessi-test for:arch=zen4 inst:test',
+      'build',
+      args({
+        on: { architecture: 'zen4' },
+        for: { architecture: 'zen4' },
+        filters: { repository: 'eessi-test', instance: 'test' },
+      }),
+      'build for:architecture=zen4 repository:eessi-test instance:test',
+    ],
+    [
+      'build for:arch=zen4 repository:eessi* instance:te* architecture:amd/* accelerator:nvidia=cc90',
+      'build',
+      args({
+        on: { architecture: 'zen4' },
+        for: { architecture: 'zen4' },
+        filters: {
+          repository: 'eessi*',
+          instance: 'te*',
+          architecture: 'amd/*',
+          accelerator: 'nvidia/cc90',
+        },
+      }),
+      'build for:architecture=zen4 repository:eessi* instance:te* architecture:amd/* accelerator:nvidia/cc90',
+    ],
+    // exportvariable: NAME=value, the value may hold `=`; any prefix of 3+ letters works
+    [
+      'build for:arch=zen4 exportvariable:EESSI_X=1 exp:B=a=b',
+      'build',
+      args({
+        on: { architecture: 'zen4' },
+        for: { architecture: 'zen4' },
+        exportVariables: [
+          { name: 'EESSI_X', value: '1' },
+          { name: 'B', value: 'a=b' },
+        ],
+      }),
+      'build for:architecture=zen4 exportvariable:EESSI_X=1 exportvariable:B=a=b',
+    ],
+    [
+      'cancel job:123 repo:eessi-test arch:zen4 accel:nvidia=cc90',
+      'cancel',
+      args({
+        filters: { job: '123', repository: 'eessi-test', architecture: 'zen4', accelerator: 'nvidia/cc90' },
+      }),
+      'cancel job:123 repository:eessi-test architecture:zen4 accelerator:nvidia/cc90',
+    ],
+    // runs of whitespace (including tabs and no-break spaces) separate tokens
+    [
+      'build \t for:arch=zen4\u00a0 repo:r1',
+      'build',
+      args({ on: { architecture: 'zen4' }, for: { architecture: 'zen4' }, filters: { repository: 'r1' } }),
+      'build for:architecture=zen4 repository:r1',
+    ],
+  ])('%j', (line, name, expectedArgs, expanded) => {
+    const parsed = ok(line);
+    expect(parsed).toEqual({ ok: true, line, name, args: expectedArgs, expanded });
+    // The expanded form is itself a valid command with the same meaning.
+    expect(ok(expanded).args).toEqual(expectedArgs);
+    expect(expandCommand(parsed.name, parsed.args)).toBe(expanded);
+  });
+});
+
+describe('mistakes: each says what was wrong and shows the correct syntax', () => {
+  const ONE_OF = `one of: ${Object.values(COMMAND_SYNTAX)
+    .map((s) => `\`${s}\``)
+    .join(', ')}`;
+  test.each<[string, string, string]>([
+    ['frobnicate', 'unknown command `frobnicate`', ONE_OF],
+    // case-sensitive, as in the EESSI bot
+    ['Help', 'unknown command `Help`', ONE_OF],
+    ['BUILD for:arch=zen4', 'unknown command `BUILD`', ONE_OF],
+    // names of Object.prototype are not commands
+    ['toString', 'unknown command `toString`', ONE_OF],
+    ['constructor', 'unknown command `constructor`', ONE_OF],
+    ['__proto__', 'unknown command `__proto__`', ONE_OF],
+    ['hasOwnProperty', 'unknown command `hasOwnProperty`', ONE_OF],
+    ['bot: help', 'unknown command `bot:`', ONE_OF],
+    ['build', 'no `for:` argument was given, so no build jobs are submitted', BUILD_SYNTAX],
+    ['build on:arch=zen4', 'no `for:` argument was given', BUILD_SYNTAX],
+    ['build for:', '`for:` needs at least `arch=<cpu>`', BUILD_SYNTAX],
+    ['build on: for:arch=zen4', '`on:` needs at least `arch=<cpu>`', BUILD_SYNTAX],
+    ['build for:arch', '`for:` item `arch` is not of the form key=value', BUILD_SYNTAX],
+    ['build for:arch=', '`for:` item `arch=` is not of the form key=value', BUILD_SYNTAX],
+    ['build for:=zen4', '`for:` item `=zen4` is not of the form key=value', BUILD_SYNTAX],
+    ['build for:arch=zen4,', '`for:` item `` is not of the form key=value', BUILD_SYNTAX],
+    ['build for:accel=nvidia/cc90', '`for:` needs `arch=<cpu>`', BUILD_SYNTAX],
+    ['build for:a=zen4', 'unknown for: key `a`; use one of `arch`, `accel`', BUILD_SYNTAX],
+    ['build for:ar=zen4', 'unknown for: key `ar`', BUILD_SYNTAX],
+    ['build on:cpu=zen4 for:arch=zen4', 'unknown on: key `cpu`', BUILD_SYNTAX],
+    [
+      'build for:arch=zen4 ar:zen4',
+      'unknown filter key `ar`; use one of `accel`, `arch`, `exportvariable`, `inst`, `job`, `repo`',
+      BUILD_SYNTAX,
+    ],
+    ['build for:arch=zen4 flavour:x', 'unknown filter key `flavour`', BUILD_SYNTAX],
+    ['build for:arch=zen4 repo:', 'filter `repo:` must be `component:pattern` with one colon', BUILD_SYNTAX],
+    [
+      'build for:arch=zen4 repo:a:b',
+      'filter `repo:a:b` must be `component:pattern` with one colon',
+      BUILD_SYNTAX,
+    ],
+    [
+      'build for:arch=zen4 exportvariable:NOEQ',
+      '`exportvariable:` needs NAME=value, got `NOEQ`',
+      BUILD_SYNTAX,
+    ],
+    ['build for:arch=zen4 exportvariable:=x', '`exportvariable:` needs NAME=value, got `=x`', BUILD_SYNTAX],
+    [
+      'build for:arch=zen4 exportvariable:1A=x',
+      '`exportvariable:` needs NAME=value, got `1A=x`',
+      BUILD_SYNTAX,
+    ],
+    ['build for:arch=zen4 exportvariable:A-B=x', '`exportvariable:` needs NAME=value', BUILD_SYNTAX],
+    ['build for:arch=zen4 last_build', 'unexpected argument `last_build`', BUILD_SYNTAX],
+    ['status foo', 'unexpected argument `foo`', COMMAND_SYNTAX.status],
+    ['status arch:zen4', '`status` takes no filters', COMMAND_SYNTAX.status],
+    [
+      'cancel inst:test',
+      '`cancel` takes only `job:`, `repo:`, `arch:` and `accel:` filters',
+      COMMAND_SYNTAX.cancel,
+    ],
+    ['cancel for:arch=zen4', '`cancel` takes only', COMMAND_SYNTAX.cancel],
+    ['cancel exportvariable:A=1', '`cancel` takes only', COMMAND_SYNTAX.cancel],
+    ['cancel everything', 'unexpected argument `everything`', COMMAND_SYNTAX.cancel],
+    ['cancel job:', 'filter `job:` must be', COMMAND_SYNTAX.cancel],
+    ['help me', '`help` takes no arguments', COMMAND_SYNTAX.help],
+    ['show_config arch:zen4', '`show_config` takes no arguments', COMMAND_SYNTAX.show_config],
+    ['deploy now', '`deploy` takes no arguments', COMMAND_SYNTAX.deploy],
+  ])('%j', (line, error, syntax) => {
+    const parsed = bad(line);
+    expect(parsed.line).toBe(line);
+    expect(parsed.error).toContain(error);
+    expect(parsed.syntax).toBe(syntax);
+  });
+
+  test('an error quoting a huge token quotes only its start', () => {
+    const parsed = bad('x'.repeat(60_000));
+    expect(parsed.error).toBe(`unknown command \`${'x'.repeat(60)}…\``);
+  });
+});
+
+describe('finding the command lines of a comment', () => {
+  test.each<[string, string, string[]]>([
+    ['one command', 'bot: help', ['help']],
+    ['no space after the colon', 'bot:help', ['help']],
+    ['extra spaces', 'bot:    status   last_build  ', ['status   last_build']],
+    [
+      'several commands, in order',
+      'bot: help\nsome text\nbot: status\nbot: show_config',
+      ['help', 'status', 'show_config'],
+    ],
+    ['CRLF line ends', 'bot: help\r\nbot: status\r\n', ['help', 'status']],
+    ['indented lines count', '   bot: help\n\tbot: status', ['help', 'status']],
+    ['bare `bot:` is not a command', 'bot:\nbot: \nbot:\t', []],
+    ['`Bot:` and `BOT:` are not commands (case-sensitive)', 'Bot: help\nBOT: help\nbOt: help', []],
+    ['`bot:` must start the line', 'please bot: help\n> bot: help\n- bot: help\n`bot: help`', []],
+    ['a word ending in bot is not the prefix', 'robot: help\nxbot: help', []],
+    ['`bot :` is not the prefix', 'bot : help', []],
+    ['a full-width colon is not the prefix', 'bot\uff1a help', []],
+    ['a no-break space after the colon is whitespace', 'bot:\u00a0help', ['help']],
+    ['text around commands is ignored', 'Hi!\n\nbot: build for:arch=zen4\n\nThanks', ['build for:arch=zen4']],
+  ])('%s', (_name, body, expected) => {
+    expect(extractCommandLines(body)).toEqual({ lines: expected, dropped: 0 });
+  });
+
+  test(`50 commands: the first ${MAX_COMMANDS_PER_COMMENT} are handled and the rest counted`, () => {
+    const body = Array.from({ length: 50 }, (_, i) => (i % 2 ? `bot: status` : `bot: cmd${i}`)).join('\n');
+    const { commands, dropped } = parseBotCommands(body);
+    expect(commands).toHaveLength(MAX_COMMANDS_PER_COMMENT);
+    expect(dropped).toBe(50 - MAX_COMMANDS_PER_COMMENT);
+    expect(commands[0]).toMatchObject({ ok: false, line: 'cmd0', error: 'unknown command `cmd0`' });
+    expect(commands[1]).toMatchObject({ ok: true, name: 'status' });
+    expect(commands.at(-1)).toMatchObject({ ok: true, line: 'status' });
+  });
+
+  test('a 60 kB comment with commands at both ends', () => {
+    const filler = Array.from({ length: 1200 }, (_, i) => `line ${i} ${'lorem ipsum '.repeat(4)}`).join('\n');
+    const body = `bot: help\n${filler}\nbot: status last_build\n`;
+    expect(body.length).toBeGreaterThan(60_000);
+    const { commands, dropped } = parseBotCommands(body);
+    expect(commands.map((c) => c.ok && c.expanded)).toEqual(['help', 'status last_build']);
+    expect(dropped).toBe(0);
+  });
+
+  test('a single 60 kB command line parses (and a huge filter value stays a value)', () => {
+    const long = 'r'.repeat(60_000);
+    const { commands } = parseBotCommands(`bot: build for:arch=zen4 repo:${long}`);
+    expect(commands).toHaveLength(1);
+    expect(commands[0]).toMatchObject({ ok: true, name: 'build', args: { filters: { repository: long } } });
+  });
+
+  test('unicode oddities never throw and never become commands by accident', () => {
+    const odd = [
+      'bot: h\u200belp', // zero-width space inside the name
+      'bot: \u202ehelp', // right-to-left override
+      'bot: he\u0301lp', // combining accent
+      'bot: 🤖', // emoji (surrogate pair)
+      'bot: \ud800', // lone surrogate
+      'bot: help\u0000', // NUL
+      'bot: build for:arch=zen4\u2028bot: help', // line separator inside one line
+      'bot: build for:arch=zen\u0434', // Cyrillic look-alike letter in a value
+      '\ufeffbot: help', // byte order mark before the prefix
+      'bot: ｈｅｌｐ', // full-width letters
+    ];
+    const results = odd.map((line) => parseBotCommands(line));
+    for (const { commands } of results) {
+      for (const c of commands) {
+        expect(typeof c.line).toBe('string');
+        if (!c.ok) expect(c.error.length).toBeLessThan(1000);
+      }
+    }
+    const names = results.map((r) => r.commands.map((c) => (c.ok ? c.name : `!${c.name}`)));
+    expect(names).toEqual([
+      ['!h\u200belp'],
+      ['!\u202ehelp'],
+      ['!he\u0301lp'],
+      ['!🤖'],
+      ['!\ud800'],
+      ['!help\u0000'],
+      [], // `.` does not match U+2028, so the line is not a command at all
+      ['build'], // a value is a value; matching decides (and finds nothing)
+      ['help'], // the BOM is whitespace to trim()
+      ['!ｈｅｌｐ'],
+    ]);
+  });
+});

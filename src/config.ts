@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isNode, isScalar, isSeq, type Document } from 'yaml';
 import { z } from 'zod';
+import { prefixTemplateProblem } from './uploaders/paths.js';
 
 export const CHATLEVELS = ['incognito', 'minimal', 'basic', 'chatty'] as const;
 export type Chatlevel = (typeof CHATLEVELS)[number];
@@ -37,6 +38,55 @@ const siteConfigSchema = z.strictObject({
   build_logs_dir: z.string().optional(),
   container_cachedir: z.string().optional(),
   site_config_script: z.string().optional(),
+});
+
+const bucketName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/, { message: 'expected a bucket name' });
+
+const repoIdKey = z.string().regex(/^[A-Za-z0-9_.-]+$/, { message: 'expected a repo_id' });
+
+/** An upload prefix: `${github_repository}`, `${pull_request_number}` and `${legacy_aws_path}` may be used. */
+const prefixTemplate = z.string().superRefine((value, ctx) => {
+  const problem = prefixTemplateProblem(value);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem, input: value });
+});
+
+/** One value for all repositories, or a map repo_id → value (a repo_id missing from the map is not uploaded). */
+const perRepo = <T extends z.ZodType<string>>(value: T) => z.union([value, z.record(repoIdKey, value)]);
+
+const deploySchema = z.strictObject({
+  /** Which successful jobs `bot: deploy` uploads: every one, the latest per artefact, only once, or none. */
+  policy: z.enum(['all', 'latest', 'once', 'none']).default('once'),
+  uploader: z
+    .strictObject({
+      kind: z.enum(['directory', 's3', 'script']).default('directory'),
+      /** `directory`: the staging directory (default <jobdirs>/staging). */
+      directory: z.string().optional(),
+      /** `script`: an EESSI-compatible eessi-upload-to-staging. */
+      script: z.string().optional(),
+      endpoint_url: perRepo(z.url({ protocol: /^https?$/ })).optional(),
+      bucket: perRepo(bucketName).optional(),
+      artefact_prefix: perRepo(prefixTemplate).optional(),
+      metadata_prefix: perRepo(prefixTemplate).optional(),
+      /** `s3`: the region (default: the AWS SDK's chain, or us-east-1 with an endpoint_url). */
+      region: z.string().optional(),
+    })
+    .prefault({})
+    .superRefine((u, ctx) => {
+      if (u.kind === 's3' && u.bucket === undefined)
+        ctx.addIssue({ code: 'custom', path: ['bucket'], message: 'required (string) for kind s3' });
+      if (u.kind === 'script' && u.script === undefined)
+        ctx.addIssue({ code: 'custom', path: ['script'], message: 'required (string) for kind script' });
+    }),
+  signing: z
+    .strictObject({
+      /** An OpenSSH private key (or a .pub whose key is in ssh-agent); without it nothing is signed. */
+      key_file: z.string().optional(),
+      /** ssh-keygen -Y namespace (default: the instance name). */
+      namespace: z.string().min(1).optional(),
+    })
+    .prefault({}),
 });
 
 export const siteSchema = z.strictObject({
@@ -115,6 +165,13 @@ export const siteSchema = z.strictObject({
       job_script: z.string().optional(),
       on_overlap: z.enum(['supersede', 'queue', 'refuse']).default('supersede'),
       on_new_push: z.enum(['cancel', 'keep']).default('cancel'),
+    })
+    .prefault({}),
+  deploy: deploySchema.prefault({}),
+  cleanup: z
+    .strictObject({
+      /** Where the directories of closed PRs go; default <jobdirs>/trash. */
+      trash_dir: z.string().optional(),
     })
     .prefault({}),
 });
@@ -276,11 +333,25 @@ function resolvePaths(cfg: Config): Config {
   return {
     ...cfg,
     jobdirs: path.resolve(base, cfg.jobdirs),
+    deploy: {
+      ...cfg.deploy,
+      uploader: {
+        ...cfg.deploy.uploader,
+        directory: path.resolve(base, cfg.deploy.uploader.directory ?? path.join(cfg.jobdirs, 'staging')),
+        script: abs(cfg.deploy.uploader.script),
+      },
+      signing: {
+        ...cfg.deploy.signing,
+        key_file: abs(cfg.deploy.signing.key_file),
+        namespace: cfg.deploy.signing.namespace ?? cfg.instance,
+      },
+    },
     github: {
       ...cfg.github,
       private_key_file: abs(cfg.github.private_key_file),
       webhook_secret_file: abs(cfg.github.webhook_secret_file),
     },
+    cleanup: { ...cfg.cleanup, trash_dir: abs(cfg.cleanup.trash_dir) },
     build: {
       ...cfg.build,
       repos_cfg_dir: abs(cfg.build.repos_cfg_dir),

@@ -8,7 +8,8 @@ import type { RepoRef } from '../github.js';
 import { transition } from '../state.js';
 import type { PullRequestRef, WorkDir } from './context.js';
 import { handleCommentCommands } from './commentCommands.js';
-import { handleClosed, handleLabeled, handleOpened, handleSynchronize } from './pullRequest.js';
+import { handleClosed } from './cleanup.js';
+import { handleLabeled, handleOpened, handleSynchronize } from './pullRequest.js';
 
 export interface EventData {
   event: string;
@@ -26,8 +27,13 @@ export interface EventContext {
   gen: string;
 }
 
-/** A handler returns `{ ignored: why }` when the event turned out to need nothing. */
-export type EventHandler = (ctx: EventContext) => Promise<{ ignored: string } | void>;
+/**
+ * A handler returns nothing when it is done, `{ ignored: why }` when the event needed nothing,
+ * `{ wait: why }` to be called again next tick, or `{ finalized: true }` when it recorded its own end.
+ */
+export type EventHandler = (
+  ctx: EventContext,
+) => Promise<{ ignored: string } | { wait: string } | { finalized: true } | void>;
 
 const HANDLERS: Record<string, EventHandler> = {
   'issue_comment.created': handleCommentCommands,
@@ -76,6 +82,11 @@ export async function advanceEvent(work: WorkDir<EventData>): Promise<void> {
     gen: `g${work.state.data.generation}`,
   };
   const outcome = await route(ctx);
+  if (outcome && 'finalized' in outcome) return;
+  if (outcome && 'wait' in outcome) {
+    await work.update((s) => ({ ...s, data: { ...s.data, waiting: outcome.wait } }));
+    return;
+  }
   await work.update((s) =>
     outcome ? transition(s, 'ignored', now(), outcome.ignored) : transition(s, 'done', now()),
   );

@@ -1,7 +1,6 @@
 /** Handlers for `pull_request` events: opened, labeled, synchronize (a new head) and closed. */
 import { COMMAND_LINE_RE, parseBotCommand } from '../commands.js';
 import { ACTIVE_JOB_STAGES, type JobData } from '../job.js';
-import { codeSpan } from '../markdown.js';
 import { renderCommandReply, renderConfig } from '../render.js';
 import { readState, writeState } from '../state.js';
 import { build } from './commands/build.js';
@@ -72,22 +71,4 @@ export const handleSynchronize: EventHandler = async (ctx) => {
     touched++;
   }
   if (touched === 0) return { ignored: 'no jobs from older heads' };
-};
-
-export const handleClosed: EventHandler = async (ctx) => {
-  const { jobdirs } = ctx.work.deps;
-  const merged = payloadOf(ctx).pull_request.merged === true;
-  const cancelled: string[] = [];
-  for (const dir of await jobdirs.prJobDirs(ctx.pr.repo.owner, ctx.pr.repo.repo, ctx.pr.number)) {
-    const state = await readState<JobData>(dir);
-    if (state?.kind !== 'job' || !ACTIVE_JOB_STAGES.has(state.stage)) continue;
-    await cancelJob(ctx.work.deps, dir, merged ? 'PR merged' : 'PR closed');
-    cancelled.push(codeSpan(jobdirs.relative(dir)));
-  }
-  const what = merged ? 'PR merged' : 'PR closed without merging';
-  const body = cancelled.length
-    ? `${what}: cancelled ${cancelled.length} active job(s) of this instance: ${cancelled.join(', ')}`
-    : `${what}: no active jobs of this instance to cancel`;
-  // Cancelling jobs is an action people should hear about; "nothing to cancel" is chatter.
-  await ctx.work.postComment(ctx.pr, `${ctx.gen}:closed`, body, cancelled.length ? 'basic' : 'chatty');
 };

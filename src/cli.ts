@@ -7,10 +7,12 @@ import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import YAML from 'yaml';
 import { ConfigError, configPathFrom, describeSecretsSources, loadConfig, type Config } from './config.js';
+import { collectGarbage, parseAge } from './gc.js';
 import { createLogger } from './log.js';
 import { loadWebhookSecret } from './secrets.js';
 import { startServer } from './server.js';
 import { runPollerCommand } from './poller.js';
+import { runVerifyCommand } from './verify.js';
 
 function configOption() {
   return new Option('-c, --config <path>', 'site.yaml to use (default: $HPCBOT_CONFIG or config/site.yaml)');
@@ -108,6 +110,35 @@ program
         if (signal) process.stderr.write(`hpcbot start: ${commands[i]} killed by ${signal}\n`);
       });
     }
+  });
+
+program
+  .command('verify')
+  .description("check an artefact's signature and provenance, and say who built it from what")
+  .argument('<artefact>', 'the artefact file (its signature is <artefact>.sig)')
+  .requiredOption('--allowed-signers <file>', "ssh-keygen allowed_signers file with the bot's public key")
+  .option('--provenance <file>', 'provenance statement (default: <artefact>.provenance.json if present)')
+  .option('--namespace <ns>', 'signature namespace (default: the instance named in the provenance)')
+  .action(
+    async (artefact: string, opts: { allowedSigners: string; provenance?: string; namespace?: string }) => {
+      process.exitCode = await runVerifyCommand({ artefact, ...opts });
+    },
+  );
+
+program
+  .command('gc')
+  .description('remove old trash and finished event history')
+  .addOption(configOption())
+  .requiredOption('--older-than <age>', 'age such as 30d, 12h or 90m')
+  .option('--dry-run', 'only print what would be removed')
+  .action(async (opts: { config?: string; olderThan: string; dryRun?: boolean }) => {
+    const config = load(opts);
+    const { removed, bytes } = await collectGarbage(config, parseAge(opts.olderThan), opts.dryRun === true);
+    for (const r of removed)
+      process.stdout.write(`${opts.dryRun ? 'would remove' : 'removed'} ${r.path} (${r.bytes} bytes)\n`);
+    process.stdout.write(
+      `${opts.dryRun ? 'would free' : 'freed'} ${bytes} bytes in ${removed.length} director${removed.length === 1 ? 'y' : 'ies'}\n`,
+    );
   });
 
 const configCmd = program.command('config').description('site.yaml tools');

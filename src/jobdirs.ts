@@ -138,8 +138,13 @@ export class JobDirs {
     const dirs: string[] = [];
     for (const name of names.sort()) {
       if (isTempName(name)) continue;
-      const rel = (await fs.readFile(path.join(this.queueDir, name), 'utf8')).trim();
-      dirs.push(this.resolve(rel));
+      try {
+        const rel = (await fs.readFile(path.join(this.queueDir, name), 'utf8')).trim();
+        dirs.push(this.resolve(rel));
+      } catch (err) {
+        // One bad entry (hand-edited, pointing outside jobdirs, not a file) must not stop the others.
+        process.emitWarning(`skipping queue entry ${name}: ${(err as Error).message}`);
+      }
     }
     return dirs;
   }
@@ -151,7 +156,8 @@ async function listDir(dir: string): Promise<string[]> {
       .filter((d) => d.isDirectory() && !isTempName(d.name))
       .map((d) => d.name);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR')
+      return [];
     throw err;
   }
 }

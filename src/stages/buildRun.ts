@@ -23,11 +23,19 @@ export interface PreparedJob {
   overlap?: { dir: string; action: 'superseded' | 'queued behind' | 'refused because of' };
 }
 
-/** Active jobs of the PR for the same node type and repo target (outside `exceptRun`). */
-async function activeSameTarget(deps: StageDeps, pr: PullRequestRef, target: BuildTarget, exceptRun: string) {
+/**
+ * Active jobs of the PR for the same node type and repo target, outside `exceptEvent`: the jobs of the
+ * same event (earlier runs of a replay) are never touched.
+ */
+async function activeSameTarget(
+  deps: StageDeps,
+  pr: PullRequestRef,
+  target: BuildTarget,
+  exceptEvent: string,
+) {
   const found: string[] = [];
   for (const dir of await deps.jobdirs.prJobDirs(pr.repo.owner, pr.repo.repo, pr.number)) {
-    if (dir.startsWith(exceptRun + path.sep)) continue;
+    if (dir.startsWith(exceptEvent + path.sep)) continue;
     const state = await readState<JobData>(dir);
     if (state?.kind !== 'job' || !ACTIVE_JOB_STAGES.has(state.stage)) continue;
     const t = state.data.target;
@@ -65,7 +73,7 @@ export async function createBuildRun(
     let overlap: PreparedJob['overlap'];
     let waitFor: string[] = [];
     if (!(await readState(dir))) {
-      const active = await activeSameTarget(work.deps, pr, target, runDir);
+      const active = await activeSameTarget(work.deps, pr, target, work.dir);
       if (active.length > 0) {
         const policy = config.build.on_overlap;
         if (policy === 'refuse') {

@@ -337,7 +337,10 @@ function resolvePaths(cfg: Config): Config {
       ...cfg.deploy,
       uploader: {
         ...cfg.deploy.uploader,
-        directory: path.resolve(base, cfg.deploy.uploader.directory ?? path.join(cfg.jobdirs, 'staging')),
+        directory:
+          cfg.deploy.uploader.kind === 'directory'
+            ? path.resolve(base, cfg.deploy.uploader.directory ?? path.join(cfg.jobdirs, 'staging'))
+            : abs(cfg.deploy.uploader.directory),
         script: abs(cfg.deploy.uploader.script),
       },
       signing: {

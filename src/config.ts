@@ -236,7 +236,9 @@ export function parseConfig(text: string, file: string): Config {
   if (!result.success) {
     throw new ConfigError(
       file,
-      result.error.issues.map((issue) => describeIssue(issue, doc, lineCounter)),
+      result.error.issues
+        .map((issue) => describeIssue(issue, doc, lineCounter))
+        .sort((a, b) => (a.line ?? 0) - (b.line ?? 0)), // in file order
     );
   }
   return resolvePaths({ ...result.data, source: path.resolve(file) });

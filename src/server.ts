@@ -201,8 +201,9 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   const incoming = incomingDir(jobdirs);
   await mkdirDurable(incoming);
   // Temp files and staged event dirs of a server that was killed mid-write: never events, just litter.
+  // Only in the dirs the server alone writes to (queue/ is shared with the poller, which skips them).
   let stale = 0;
-  for (const dir of [incoming, jobdirs.deliveriesDir, jobdirs.queueDir]) stale += await removeStaleTemps(dir);
+  for (const dir of [incoming, jobdirs.deliveriesDir]) stale += await removeStaleTemps(dir);
   if (stale > 0) opts.logger.info({ removed: stale }, 'removed temp files left by a killed server');
   const app = createApp(opts);
   return await new Promise((resolve, reject) => {

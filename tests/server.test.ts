@@ -583,6 +583,27 @@ describe('webhook secret file', () => {
     expect(fromEnv.source).not.toContain('from-env');
   });
 
+  test("an operator's secret file is only read: its directory is neither written to nor chmod-ed", async () => {
+    const dir = await tempDir();
+    const secrets = path.join(dir, 'mounted');
+    await fs.mkdir(secrets, { mode: 0o755 });
+    await fs.chmod(secrets, 0o755);
+    await fs.writeFile(path.join(secrets, 'hook'), 'operator-secret\n', { mode: 0o600 });
+    const old = new Date(Math.floor(Date.now() / 1000) * 1000 - 3600_000); // whole seconds: exact in stat
+    await fs.utimes(secrets, old, old);
+    const config = loadConfig(await writeSiteYaml(dir, 0, '  webhook_secret_file: mounted/hook'));
+
+    const loaded = await loadWebhookSecret(config, {});
+    expect(loaded).toEqual({
+      secret: 'operator-secret',
+      source: `file ${path.join(secrets, 'hook')}`,
+      generated: false,
+    });
+    const after = await fs.stat(secrets);
+    expect(after.mode & 0o777).toBe(0o755);
+    expect(after.mtimeMs).toBe(old.getTime()); // no temp file was created and removed in it
+  });
+
   test('a server started with the generated secret accepts deliveries signed with it', async () => {
     const dir = await tempDir();
     const config = loadConfig(await writeSiteYaml(dir, 0));

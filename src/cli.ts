@@ -3,12 +3,14 @@
  * A bad site.yaml prints every problem with file, line and key path, and exits with code 2.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import YAML from 'yaml';
 import { ConfigError, configPathFrom, describeSecretsSources, loadConfig, type Config } from './config.js';
 import { collectGarbage, parseAge } from './gc.js';
 import { createLogger } from './log.js';
+import { SAMPLE, sendSampleEvent } from './sampleEvent.js';
 import { loadWebhookSecret } from './secrets.js';
 import { startServer } from './server.js';
 import { runPollerCommand } from './poller.js';
@@ -141,6 +143,25 @@ program
     );
   });
 
+program
+  .command('sample-event')
+  .description(
+    'dry run only: create a sample PR in the dry-run store and send a signed bot: build comment to the server',
+  )
+  .addOption(configOption())
+  .option('--comment <text>', 'the comment to send', 'bot: build for:arch=x86_64/generic')
+  .action(async (opts: { config?: string; comment: string }) => {
+    const config = load(opts);
+    const { status, body } = await sendSampleEvent(config, opts.comment);
+    process.stdout.write(`server answered ${status} ${body}\n`);
+    const store = path.join(config.jobdirs, 'dry-run', SAMPLE.owner, SAMPLE.repo, `issue_${SAMPLE.pr}`);
+    process.stdout.write(`the bot's comments appear in ${store}/ within a few seconds\n`);
+    process.stdout.write(
+      `job directories: ${path.join(config.jobdirs, '<YYYY.MM>', SAMPLE.owner, SAMPLE.repo, `pr_${SAMPLE.pr}`)}/\n`,
+    );
+    if (status >= 300) process.exitCode = 1;
+  });
+
 const configCmd = program.command('config').description('site.yaml tools');
 configCmd
   .command('check')
@@ -148,23 +169,29 @@ configCmd
   .addOption(configOption())
   .action((opts: { config?: string }) => {
     const config = load(opts);
-    const text = YAML.stringify({ ...config, secrets: describeSecretsSources(config) });
+    const effective = redactSecretValues({ ...config, secrets: describeSecretsSources(config) }, config);
     process.stdout.write(`# ${config.source}: OK\n`);
-    process.stdout.write(redactSecretValues(text, config));
+    process.stdout.write(redactSecretValues(YAML.stringify(effective), config));
   });
 
 /**
- * Second fence for `config check`: site.yaml never holds a secret, but if a value in it happens to be
- * the value of a secret env var (a pasted secret), it must still not reach the terminal or a CI log.
+ * Second fence for `config check`: site.yaml never holds a secret, but if a value in it happens to
+ * contain the value of a secret env var (a pasted secret), it must still not reach a terminal or a
+ * CI log. Strings are redacted in the object (so the YAML stays valid), then the text once more.
  */
-function redactSecretValues(text: string, config: Config): string {
-  const names = [config.github.webhook_secret_env, config.github.token_env];
-  let out = text;
-  for (const name of names) {
-    const value = name ? process.env[name] : undefined;
-    if (value) out = out.split(value).join('[redacted]');
-  }
-  return out;
+function redactSecretValues<T>(value: T, config: Config): T {
+  const secrets = [config.github.webhook_secret_env, config.github.token_env]
+    .map((name) => (name ? process.env[name] : undefined))
+    .filter((v): v is string => Boolean(v));
+  const redact = (s: string) => secrets.reduce((out, secret) => out.split(secret).join('[redacted]'), s);
+  const walk = (v: unknown): unknown => {
+    if (typeof v === 'string') return redact(v);
+    if (Array.isArray(v)) return v.map(walk);
+    if (v && typeof v === 'object')
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [redact(k), walk(x)]));
+    return v;
+  };
+  return walk(value) as T;
 }
 
 try {

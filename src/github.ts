@@ -13,7 +13,7 @@
  * - Secrets (private key, tokens) never reach the logger or an error message.
  */
 import { createPrivateKey } from 'node:crypto';
-import { readFileSync, promises as fs } from 'node:fs';
+import { existsSync, readFileSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { createAppAuth } from '@octokit/auth-app';
 import { retry } from '@octokit/plugin-retry';
@@ -86,6 +86,8 @@ export interface GitHubOptions {
   rateLimitRetries?: number;
   /** A rate limit that lifts later than this is not waited for: the call fails (default 60 s). */
   maxRateLimitWaitSeconds?: number;
+  /** Space out writes as GitHub asks (default true); tests against the fake turn it off. */
+  throttle?: boolean;
   /** Timeout of each HTTP request (default 30 s). */
   requestTimeoutMs?: number;
 }
@@ -117,6 +119,7 @@ const DEFAULTS: Required<GitHubOptions> = {
   rateLimitRetries: 2,
   maxRateLimitWaitSeconds: 60,
   requestTimeoutMs: 30_000,
+  throttle: true,
 };
 
 /** Username for HTTPS git with an installation token; GitHub accepts it for personal tokens too. */
@@ -172,6 +175,7 @@ export function createGitHub(
       request: { fetch: timeoutFetch },
       retry: { retries: opts.retries, retryAfterBaseValue: opts.retryBaseMs },
       throttle: {
+        enabled: opts.throttle,
         retryAfterBaseValue: opts.retryBaseMs,
         onRateLimit: onLimit('rate limit exhausted'),
         onSecondaryRateLimit: onLimit('secondary rate limit'),
@@ -295,6 +299,8 @@ export function createGitHub(
 
     async getPullRequest(repo, prNumber) {
       checkNumber(prNumber, 'pull request number');
+      const local = await dryRun?.pullRequest(repo, prNumber);
+      if (local) return local;
       return call(`read pull request ${ref(repo)}#${prNumber}`, repo, async (c) => {
         const { data } = await c.rest.pulls.get({
           owner: repo.owner,
@@ -335,11 +341,11 @@ export function createGitHub(
 
     cloneUrl(owner, repo) {
       checkRepo(owner, repo);
-      return cloneUrlFor(apiUrl, owner, repo);
+      return dryRun?.localRepo(owner, repo) ?? cloneUrlFor(apiUrl, owner, repo);
     },
 
     async gitCredentials(repo) {
-      if (auth.kind === 'none') return undefined;
+      if (auth.kind === 'none' || dryRun?.localRepo(repo.owner, repo.repo)) return undefined;
       if (auth.kind === 'token') return { username: GIT_USERNAME, password: auth.token };
       return call(`get an installation token for ${ref(repo)}`, repo, async (c) => {
         const a = (await c.auth({ type: 'installation' })) as { token?: unknown };
@@ -538,7 +544,9 @@ function redact(text: string): string {
 }
 
 /**
- * Dry-run comment store: `<jobdirs>/dry-run/<owner>/<repo>/issue_<N>/comment_<id>.md` holds the body.
+ * Dry-run store. Writes: `<jobdirs>/dry-run/<owner>/<repo>/issue_<N>/comment_<id>.md` holds the body.
+ * Reads, where present (so a site.yaml can be tried without GitHub; `hpcbot sample-event` fills them):
+ * `pulls/<N>.json` (a PullRequestInfo) answers getPullRequest, and `repo.git` is the clone URL.
  * Ids are allocated per repo by exclusive creation of `comment-ids/<id>` (which names the issue), so
  * concurrent processes never share one and `updateComment(repo, id)` finds the file without a scan.
  */
@@ -557,6 +565,21 @@ class DryRunComments {
   private repoDir(repo: RepoRef): string {
     checkRepo(repo.owner, repo.repo);
     return path.join(this.root, repo.owner, repo.repo);
+  }
+
+  async pullRequest(repo: RepoRef, number: number): Promise<PullRequestInfo | undefined> {
+    const file = path.join(this.repoDir(repo), 'pulls', `${number}.json`);
+    try {
+      return JSON.parse(await fs.readFile(file, 'utf8')) as PullRequestInfo;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  localRepo(owner: string, repo: string): string | undefined {
+    const dir = path.join(this.root, owner, repo, 'repo.git');
+    return existsSync(dir) ? dir : undefined;
   }
 
   private file(repo: RepoRef, issue: number, id: number): string {

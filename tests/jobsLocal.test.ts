@@ -83,7 +83,7 @@ test('a build command runs one job through every stage and reports it in one job
   const body = jobComments[0]!.body;
   expect(body).toContain('Building for: `x86_64/amd/zen4`');
   expect(body).toMatch(new RegExp(`\\|submitted\\|job id \`${jobId}\` awaits release by job manager\\|`));
-  expect(body).toMatch(/\|released\|job awaits launch by Slurm scheduler\|/);
+  expect(body).toMatch(/\|released\|job was started by the local backend\|/);
   expect(body).toMatch(
     /\|finished\|<details><summary>:grin: SUCCESS<\/summary><ul><li>built <code>eessi-.*\.tar\.gz<\/code><\/li><\/ul><\/details> <sub>\(scheduler: `COMPLETED, exit code 0:0`\)<\/sub>\|/,
   );

@@ -156,7 +156,11 @@ async function release(work: JobWork): Promise<void> {
   const jobId = work.state.data.job_id!;
   const holdRelease = config.backend.kind === 'local' || config.backend.slurm.handover === 'hold_release';
   if (holdRelease && !(await backend.release(jobId, work.dir))) return; // local backend at max_parallel: next tick
-  const text = holdRelease ? 'job awaits launch by Slurm scheduler' : 'job awaits its begin time';
+  const text = !holdRelease
+    ? 'job awaits its begin time'
+    : config.backend.kind === 'local'
+      ? 'job was started by the local backend'
+      : 'job awaits launch by Slurm scheduler';
   await work.update((s) =>
     transition(
       { ...s, data: { ...s.data, rows: addRow(s.data.rows, row(work, 'released', 'released', text)) } },

@@ -80,7 +80,7 @@ export async function startHarness(
     config,
     logger,
     { HARNESS_GITHUB_TOKEN: 'ghp_harness' },
-    { retryBaseMs: 1, retries: 1 },
+    { retryBaseMs: 1, retries: 1, throttle: false },
   );
   const deps: StageDeps = {
     config,

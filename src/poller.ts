@@ -54,10 +54,7 @@ export async function runTick(deps: StageDeps, only?: string[]): Promise<TickRep
   for (const dir of dirs) {
     try {
       const work = await loadWorkDir(dir, deps);
-      if (FINAL_STAGES.has(work.state.stage)) {
-        await jobdirs.dequeue(dir);
-        if (!only) continue;
-      }
+      // Final directories are still visited once: a job's comment may need new rows (deploy, stale).
       if (!only && !isDue(work.state, now())) report.skipped++;
       else works.push(work);
     } catch (err) {
@@ -74,6 +71,11 @@ export async function runTick(deps: StageDeps, only?: string[]): Promise<TickRep
       const current = await readState(work.dir);
       if (current) work.state = current as never;
       await advanceWorkDir(work, observations);
+      if (FINAL_STAGES.has(work.state.stage) && work.state.next_retry_at) {
+        const { next_retry_at: _n, ...rest } = work.state;
+        work.state = { ...rest, attempts: 0 } as never;
+        await writeState(work.dir, work.state as DirState<unknown>);
+      }
       report.advanced++;
     } catch (err) {
       report.failed++;
@@ -97,7 +99,7 @@ export async function runTick(deps: StageDeps, only?: string[]): Promise<TickRep
         'advancing failed',
       );
     }
-    if (FINAL_STAGES.has(work.state.stage)) await jobdirs.dequeue(work.dir);
+    if (FINAL_STAGES.has(work.state.stage) && !work.state.next_retry_at) await jobdirs.dequeue(work.dir);
   }
   return report;
 }

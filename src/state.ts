@@ -69,6 +69,17 @@ export function recordFailure<D>(
 ): DirState<D> {
   const attempts = state.attempts + 1;
   const last_error = { message, at: now.toISOString() };
+  if (FINAL_STAGES.has(state.stage)) {
+    // Finished work keeps its stage; only the follow-up (a comment edit) is retried, a few times.
+    const { next_retry_at: _n, ...rest } = state;
+    if (attempts >= maxAttempts) return { ...rest, attempts, last_error };
+    return {
+      ...rest,
+      attempts,
+      last_error,
+      next_retry_at: new Date(now.getTime() + retryDelayMs(attempts)).toISOString(),
+    };
+  }
   if (attempts >= maxAttempts) {
     return {
       ...transition(state, 'failed', now, `gave up after ${attempts} attempts`),

@@ -670,7 +670,7 @@ describe('pull_request events', () => {
     await runTick(deps);
     expect(postedBodies()).toEqual([
       `account \`Codertocat\` has NO permission to deploy\n${marker(denied, 'g0:reply')}`,
-      `instance \`test\` has no uploader configured, so nothing was deployed\n${marker(allowed, 'g0:reply')}`,
+      `deploy: this PR has no successful build jobs on this instance, nothing to upload\n${marker(allowed, 'g0:reply')}`,
     ]);
   });
 

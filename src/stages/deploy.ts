@@ -1,12 +1,190 @@
-/** Deploy: permission check, then upload of successful artefacts (the uploaders are not built yet). */
+/**
+ * Deploy (the `bot:deploy` label or `bot: deploy`): sign and upload the artefacts of this PR's
+ * successful jobs on this instance.
+ *
+ * - Refused while a build of the PR is active; artefacts built from an older head are not uploaded.
+ * - `deploy.policy`: `all` (every successful job), `latest` (per build target, the newest job), `once`
+ *   (never a target twice; recorded in `jobdirs/uploads/<owner>/<repo>/pr_<N>/`), or `none`.
+ * - The upload log entry is created as an intent before the upload, so a re-run after a crash
+ *   finishes that upload instead of starting another target's; uploads themselves are idempotent.
+ * - Every artefact gets an `uploaded` or `not uploaded` row in its job's comment.
+ */
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { createFileExclusive, mkdirDurable, readJsonIfExists, writeFileAtomic } from '../fsutil.js';
+import { ACTIVE_JOB_STAGES, addRow, type JobData } from '../job.js';
+import { formatRowDate } from '../jobComment.js';
 import { codeSpan } from '../markdown.js';
 import { hasPermission } from '../permissions.js';
+import { readState, writeState, type DirState } from '../state.js';
+import { artefactNameProblem, createUploader, deployArtefact } from '../uploaders/index.js';
 import type { EventContext } from './event.js';
 
+interface Job {
+  dir: string;
+  state: DirState<JobData>;
+}
+
+interface UploadLogEntry {
+  target: string;
+  job_dir: string;
+  status: 'uploading' | 'uploaded';
+  at: string;
+}
+
+function targetKey(d: JobData): string {
+  return `${d.target.forArch}|${d.target.forAccel ?? ''}|${d.target.repoId}`;
+}
+
+/** Pure: which successful jobs the policy selects (for `once`, the upload log decides later). */
+export function selectJobs<T extends { state: DirState<JobData> }>(
+  jobs: T[],
+  policy: 'all' | 'latest' | 'once',
+): T[] {
+  if (policy !== 'latest') return jobs;
+  const newest = new Map<string, T>();
+  for (const job of jobs) {
+    const key = targetKey(job.state.data);
+    const prev = newest.get(key);
+    if (!prev || (job.state.data.finished_at ?? '') > (prev.state.data.finished_at ?? ''))
+      newest.set(key, job);
+  }
+  return jobs.filter((j) => newest.get(targetKey(j.state.data)) === j);
+}
+
 export async function startDeploy(ctx: EventContext, sender: string): Promise<string> {
-  const { config, github } = ctx.work.deps;
+  const { config, github, jobdirs } = ctx.work.deps;
   if (!(await hasPermission(github, ctx.pr.repo, sender, config.permissions.deploy))) {
     return `account ${codeSpan(sender)} has NO permission to deploy`;
   }
-  return `instance ${codeSpan(config.instance)} has no uploader configured, so nothing was deployed`;
+  const policy = config.deploy.policy;
+  if (policy === 'none')
+    return `deploy.policy is \`none\` on instance ${codeSpan(config.instance)}: nothing is deployed`;
+
+  const jobs: Job[] = [];
+  for (const dir of await jobdirs.prJobDirs(ctx.pr.repo.owner, ctx.pr.repo.repo, ctx.pr.number)) {
+    const state = await readState<JobData>(dir);
+    if (state?.kind === 'job') jobs.push({ dir, state });
+  }
+  const active = jobs.filter((j) => ACTIVE_JOB_STAGES.has(j.state.stage));
+  if (active.length > 0) {
+    return `deploy refused: ${active.length} build job(s) of this PR are still active; deploy again when they have finished`;
+  }
+  const successful = jobs.filter(
+    (j) => j.state.stage === 'finished' && j.state.data.result?.status === 'SUCCESS',
+  );
+  if (successful.length === 0)
+    return 'deploy: this PR has no successful build jobs on this instance, nothing to upload';
+  const head = (await github.getPullRequest(ctx.pr.repo, ctx.pr.number)).headSha;
+
+  const lines: string[] = [];
+  const stale = successful.filter((j) => j.state.data.head_sha !== head);
+  for (const job of stale) {
+    const built = (job.state.data.head_sha ?? '?').slice(0, 12);
+    const reason = `built from ${built}, but the PR head is now ${head.slice(0, 12)}; rebuild first`;
+    await addDeployRows(
+      ctx,
+      job,
+      job.state.data.result!.artefacts.map((a) => ({ artefact: a, uploaded: false, text: reason })),
+    );
+    lines.push(`- ${codeSpan(jobdirs.relative(job.dir))}: not deployed, ${reason}`);
+  }
+  const current = selectJobs(
+    successful.filter((j) => j.state.data.head_sha === head),
+    policy,
+  );
+  const uploader = createUploader(config);
+  for (const job of current) {
+    const outcomes = await deployJob(ctx, job, policy, uploader);
+    await addDeployRows(ctx, job, outcomes);
+    for (const o of outcomes)
+      lines.push(`- ${codeSpan(o.artefact)}: ${o.uploaded ? 'uploaded' : 'not uploaded'} (${o.text})`);
+  }
+  return [`deploy with policy \`${policy}\` on instance ${codeSpan(config.instance)}:`, ...lines].join('\n');
+}
+
+interface Outcome {
+  artefact: string;
+  uploaded: boolean;
+  text: string;
+}
+
+async function deployJob(
+  ctx: EventContext,
+  job: Job,
+  policy: 'all' | 'latest' | 'once',
+  uploader: ReturnType<typeof createUploader>,
+): Promise<Outcome[]> {
+  const { config, jobdirs, now } = ctx.work.deps;
+  const d = job.state.data;
+  const logDir = path.join(jobdirs.root, 'uploads', d.pr.owner, d.pr.repo, `pr_${d.pr.number}`);
+  const logFile = path.join(
+    logDir,
+    `${createHash('sha256').update(targetKey(d)).digest('hex').slice(0, 32)}.json`,
+  );
+  const rel = jobdirs.relative(job.dir);
+  await mkdirDurable(logDir);
+  const intent: UploadLogEntry = {
+    target: targetKey(d),
+    job_dir: rel,
+    status: 'uploading',
+    at: now().toISOString(),
+  };
+  if (!(await createFileExclusive(logFile, JSON.stringify(intent) + '\n'))) {
+    const logged = await readJsonIfExists<UploadLogEntry>(logFile);
+    if (policy === 'once' && logged?.status === 'uploaded') {
+      const text = `this target was deployed before, from ${logged.job_dir} (deploy.policy once)`;
+      return d.result!.artefacts.map((artefact) => ({ artefact, uploaded: false, text }));
+    }
+    // An interrupted upload (status uploading) is finished now; other policies record this upload.
+    await writeFileAtomic(logFile, JSON.stringify(intent) + '\n');
+  }
+  const outcomes: Outcome[] = [];
+  for (const artefact of d.result!.artefacts) {
+    // The name comes from a PR-controlled script: only a plain file name in the job dir itself.
+    const problem = artefactNameProblem(artefact);
+    if (problem) {
+      outcomes.push({ artefact, uploaded: false, text: problem });
+      continue;
+    }
+    const result = await deployArtefact(config, uploader, {
+      artefact: path.join(job.dir, artefact),
+      job: d,
+      repoId: d.target.repoId,
+      ...(job.state.comments.job?.id !== undefined ? { prCommentId: job.state.comments.job.id } : {}),
+    });
+    outcomes.push(
+      result.uploaded
+        ? { artefact, uploaded: true, text: `${result.signing} to ${result.url}` }
+        : { artefact, uploaded: false, text: result.reason },
+    );
+  }
+  if (outcomes.every((o) => o.uploaded)) {
+    await writeFileAtomic(
+      logFile,
+      JSON.stringify({ ...intent, status: 'uploaded', at: now().toISOString() }) + '\n',
+    );
+  }
+  return outcomes;
+}
+
+/** One row per artefact in the job's comment; keyed by this deploy event, so a retry adds none twice. */
+async function addDeployRows(ctx: EventContext, job: Job, outcomes: Outcome[]): Promise<void> {
+  const fresh = await readState<JobData>(job.dir);
+  if (!fresh) return;
+  let rows = fresh.data.rows;
+  const at = formatRowDate(ctx.work.deps.now());
+  for (const o of outcomes) {
+    const comment = o.uploaded
+      ? `transfer of ${codeSpan(o.artefact)} succeeded: ${codeSpan(o.text, 300)}`
+      : `transfer of ${codeSpan(o.artefact)} not done: ${codeSpan(o.text, 300)}`;
+    rows = addRow(rows, {
+      key: `deploy:${path.basename(ctx.work.dir)}:${ctx.gen}:${o.artefact}`,
+      at,
+      status: o.uploaded ? 'uploaded' : 'not uploaded',
+      comment,
+    });
+  }
+  await writeState(job.dir, { ...fresh, data: { ...fresh.data, rows } });
+  await ctx.work.deps.jobdirs.enqueue(job.dir); // its comment is re-rendered on the next tick
 }

@@ -41,7 +41,9 @@ export async function advanceWorkDir(
   work: WorkDir<EventData> | WorkDir<JobData>,
   observations: Map<string, JobObservation> | undefined,
 ): Promise<void> {
-  if (FINAL_STAGES.has(work.state.stage)) return;
-  if (work.state.kind === 'event') await advanceEvent(work as WorkDir<EventData>);
+  if (work.state.kind === 'event') {
+    if (!FINAL_STAGES.has(work.state.stage)) await advanceEvent(work as WorkDir<EventData>);
+  }
+  // Jobs in a final stage only get their comment brought up to date.
   else await advanceJob(work as WorkDir<JobData>, observations);
 }

@@ -67,8 +67,8 @@ export async function advanceJob(
     case 'running':
       return await follow(work, observations);
     default:
-      // Final stages only get their comment brought up to date (e.g. a stale note after a new push).
-      await syncComment(work);
+      // Final stages only get an existing comment brought up to date (a stale note, deploy rows).
+      if (work.state.comments[JOB_COMMENT_KEY]?.id !== undefined) await syncComment(work);
   }
 }
 

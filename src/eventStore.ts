@@ -150,8 +150,7 @@ export async function storeEvent(
  * `JobDirs.enqueue` if the link cannot be made.
  */
 async function enqueueEventDir(jobdirs: JobDirs, claim: string, eventDir: string): Promise<void> {
-  // queueEntryName is private to JobDirs; bracket access keeps this type-checked against it.
-  const entry = path.join(jobdirs.queueDir, jobdirs['queueEntryName'](eventDir));
+  const entry = jobdirs.queueEntryPath(eventDir);
   try {
     await fs.link(claim, entry);
   } catch (err) {

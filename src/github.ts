@@ -21,6 +21,7 @@ import { throttling } from '@octokit/plugin-throttling';
 import { Octokit } from '@octokit/rest';
 import type { Config } from './config.js';
 import { createFileExclusive, mkdirDurable, writeFileAtomic } from './fsutil.js';
+import { isValidOwner, isValidRepoName } from './jobdirs.js';
 import type { Logger } from './log.js';
 
 export interface RepoRef {
@@ -412,12 +413,9 @@ function resolveAuth(config: Config, env: NodeJS.ProcessEnv): Auth {
   return { kind: 'none' };
 }
 
-/** GitHub's naming rules (as in jobdirs.ts); names come from webhooks and end up in paths and URLs. */
-const OWNER_RE = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/;
-const REPO_RE = /^[A-Za-z0-9._-]{1,100}$/;
-
+/** Names come from webhooks and end up in paths and URLs: GitHub's naming rules, from jobdirs.ts. */
 function checkRepo(owner: string, repo: string): void {
-  if (!OWNER_RE.test(owner) || !REPO_RE.test(repo) || repo === '.' || repo === '..')
+  if (!isValidOwner(owner) || !isValidRepoName(repo))
     throw new GitHubError(`invalid repository name ${JSON.stringify(`${owner}/${repo}`)}`, undefined, false);
 }
 

@@ -104,22 +104,23 @@ export class JobDirs {
 
   // ---- pending-work index -------------------------------------------------------------------
 
-  private queueEntryName(dir: string): string {
-    return this.relative(dir).split(path.sep).join('__');
+  /** The pending-work index entry of `dir`: a file holding the dir relative to jobdirs. */
+  queueEntryPath(dir: string): string {
+    return path.join(this.queueDir, this.relative(dir).split(path.sep).join('__'));
   }
 
   /** Add `dir` to the pending-work index (idempotent). */
   async enqueue(dir: string): Promise<void> {
-    await createFileExclusive(path.join(this.queueDir, this.queueEntryName(dir)), this.relative(dir) + '\n');
+    await createFileExclusive(this.queueEntryPath(dir), this.relative(dir) + '\n');
   }
 
   async dequeue(dir: string): Promise<void> {
-    await fs.rm(path.join(this.queueDir, this.queueEntryName(dir)), { force: true });
+    await fs.rm(this.queueEntryPath(dir), { force: true });
   }
 
   async isQueued(dir: string): Promise<boolean> {
     try {
-      await fs.access(path.join(this.queueDir, this.queueEntryName(dir)));
+      await fs.access(this.queueEntryPath(dir));
       return true;
     } catch {
       return false;

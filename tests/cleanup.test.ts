@@ -3,11 +3,12 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { JobData } from '../src/job.js';
 import { readState } from '../src/state.js';
-import { createPrRepo, PASSING_BOT } from './support/prRepo.js';
+import { PASSING_BOT } from './support/prRepo.js';
 import { payloads } from './support/payloads.js';
 import {
   INSTALLATION,
   jobDirsOf,
+  openPr,
   OWNER,
   PR,
   REPO,
@@ -40,15 +41,9 @@ test.each([
   'merged=%s: the running job is cancelled, the comment says "%s", the PR dir is in the trash',
   async (merged, text) => {
     h = await startHarness();
-    const repo = createPrRepo(h.gitRoot, OWNER, REPO, PR, {
+    openPr(h, {
       ...PASSING_BOT,
       'bot/build.sh': '#!/bin/bash\nsleep 60\n',
-    });
-    h.fake.addPullRequest(OWNER, REPO, {
-      number: PR,
-      headSha: repo.headSha,
-      baseSha: repo.baseSha,
-      baseRef: 'main',
     });
     await storeComment(h, 'bot: build for:arch=zen4');
     await tickUntil(

@@ -4,9 +4,10 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import path from 'node:path';
 import type { JobData } from '../src/job.js';
 import { verifyFile } from '../src/signing.js';
-import { createPrRepo, PASSING_BOT } from './support/prRepo.js';
+import { PASSING_BOT } from './support/prRepo.js';
 import {
   jobDirsOf,
+  openPr,
   OWNER,
   PR,
   REPO,
@@ -30,13 +31,7 @@ async function setUp(policy: string, bot: Record<string, string> = PASSING_BOT) 
   h = await startHarness(
     `deploy:\n  policy: ${policy}\n  uploader:\n    kind: directory\n    directory: staging\n  signing:\n    key_file: ${key}\n`,
   );
-  const repo = createPrRepo(h.gitRoot, OWNER, REPO, PR, bot);
-  h.fake.addPullRequest(OWNER, REPO, {
-    number: PR,
-    headSha: repo.headSha,
-    baseSha: repo.baseSha,
-    baseRef: 'main',
-  });
+  const repo = openPr(h, bot);
   return { key, repo };
 }
 

@@ -2,9 +2,10 @@
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import type { JobData } from '../src/job.js';
-import { createPrRepo, PASSING_BOT, advanceBase } from './support/prRepo.js';
+import { PASSING_BOT, advanceBase } from './support/prRepo.js';
 import {
   jobDirsOf,
+  openPr,
   OWNER,
   PR,
   REPO,
@@ -22,14 +23,7 @@ afterEach(async () => {
 });
 
 function setUpPr(files: Record<string, string> = PASSING_BOT) {
-  const repo = createPrRepo(h.gitRoot, OWNER, REPO, PR, files);
-  h.fake.addPullRequest(OWNER, REPO, {
-    number: PR,
-    headSha: repo.headSha,
-    baseSha: repo.baseSha,
-    headRef: 'feature',
-    baseRef: 'main',
-  });
+  const repo = openPr(h, files);
   return repo;
 }
 

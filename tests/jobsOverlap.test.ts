@@ -1,10 +1,11 @@
 /** Overlapping builds (build.on_overlap) and new pushes (build.on_new_push), on the local backend. */
 import type { JobData } from '../src/job.js';
-import { createPrRepo, PASSING_BOT } from './support/prRepo.js';
+import { PASSING_BOT } from './support/prRepo.js';
 import { payloads } from './support/payloads.js';
 import {
   INSTALLATION,
   jobDirsOf,
+  openPr,
   OWNER,
   PR,
   REPO,
@@ -30,13 +31,7 @@ afterEach(async () => {
 
 async function setUp(yaml = '') {
   h = await startHarness(yaml);
-  const repo = createPrRepo(h.gitRoot, OWNER, REPO, PR, SLEEPY);
-  h.fake.addPullRequest(OWNER, REPO, {
-    number: PR,
-    headSha: repo.headSha,
-    baseSha: repo.baseSha,
-    baseRef: 'main',
-  });
+  const repo = openPr(h, SLEEPY);
   return repo;
 }
 

@@ -6,10 +6,11 @@ import type { JobData } from '../../src/job.js';
 import { runTick } from '../../src/poller.js';
 import { readState } from '../../src/state.js';
 import { ROOT } from '../support/spawn.js';
-import { createPrRepo, PASSING_BOT } from '../support/prRepo.js';
+import { PASSING_BOT } from '../support/prRepo.js';
 import { describeSlurm, pollUntil, slurm } from '../support/slurm.js';
 import {
   jobDirsOf,
+  openPr,
   OWNER,
   PR,
   REPO,
@@ -37,13 +38,7 @@ afterEach(async () => {
 });
 
 function setUpPr(files: Record<string, string>) {
-  const repo = createPrRepo(h.gitRoot, OWNER, REPO, PR, files);
-  h.fake.addPullRequest(OWNER, REPO, {
-    number: PR,
-    headSha: repo.headSha,
-    baseSha: repo.baseSha,
-    baseRef: 'main',
-  });
+  const repo = openPr(h, files);
   return repo;
 }
 

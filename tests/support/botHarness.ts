@@ -16,6 +16,7 @@ import type { StageDeps } from '../../src/stages/context.js';
 import { readState, type DirState } from '../../src/state.js';
 import { FakeGitHub } from './fakeGithub.js';
 import { payloads } from './payloads.js';
+import { createPrRepo, type PrRepo } from './prRepo.js';
 
 export const OWNER = 'hpc-org';
 export const REPO = 'software-layer';
@@ -165,4 +166,16 @@ export async function stateOf<T>(dir: string): Promise<DirState<T>> {
   const s = await readState<T>(dir);
   if (!s) throw new Error(`no state in ${dir}`);
   return s;
+}
+
+/** Create PR #7's git repository (base `main` + `refs/pull/7/head` adding `files`) and tell the fake about it. */
+export function openPr(h: Harness, files: Record<string, string>): PrRepo {
+  const repo = createPrRepo(h.gitRoot, OWNER, REPO, PR, files);
+  h.fake.addPullRequest(OWNER, REPO, {
+    number: PR,
+    headSha: repo.headSha,
+    baseSha: repo.baseSha,
+    baseRef: 'main',
+  });
+  return repo;
 }

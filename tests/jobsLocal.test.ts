@@ -1,6 +1,7 @@
 /** The whole build cycle on the local backend: comment → job dir → checkout → run → result in the PR. */
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { createBackend } from '../src/backends/index.js';
 import type { JobData } from '../src/job.js';
 import { PASSING_BOT, advanceBase } from './support/prRepo.js';
 import {
@@ -106,4 +107,108 @@ test('a merge conflict gets a comment with the git output and a tip, and nothing
   expect(failure?.body).toContain('failed at the merge step');
   expect(failure?.body).toContain('CONFLICT');
   expect(failure?.body).toContain('Tip: merge or rebase main into the PR branch');
+});
+
+describe('more of the job flow on the local backend', () => {
+  test('exportvariable reaches the job through cfg/export_vars.sh (SKIP_TESTS=yes skips bot/test.sh)', async () => {
+    h = await startHarness();
+    openPr(h, PASSING_BOT);
+    await storeComment(h, 'bot: build for:arch=zen4 exportvariable:SKIP_TESTS=yes');
+    await tickUntil(
+      h,
+      async () =>
+        (await jobDirsOf(h)).length === 1 && (await stageOf((await jobDirsOf(h))[0]!)) === 'finished',
+    );
+    const [dir] = await jobDirsOf(h);
+    expect(readFileSync(path.join(dir!, 'cfg', 'export_vars.sh'), 'utf8')).toBe("export SKIP_TESTS='yes'\n");
+    expect(readFileSync(path.join(dir!, 'build-env.txt'), 'utf8')).toBe('SKIP_TESTS=yes\n');
+    const id = (await stateOf<JobData>(dir!)).data.job_id!;
+    expect(readFileSync(path.join(dir!, `slurm-${id}.out`), 'utf8')).not.toContain('testing');
+  });
+
+  test('an exportvariable outside the allow-list submits nothing and says what is allowed', async () => {
+    h = await startHarness();
+    await storeComment(h, 'bot: build for:arch=zen4 exportvariable:EVIL=1');
+    await tickUntil(h, async () => h.fake.commentsOf(OWNER, REPO, PR).length === 1);
+    expect(await jobDirsOf(h)).toEqual([]);
+    expect(h.fake.commentsOf(OWNER, REPO, PR)[0]!.body).toContain(
+      'no jobs were submitted: export variable(s) `EVIL=1` not allowed here; allowed: `SKIP_TESTS=yes`',
+    );
+  });
+
+  test('max_parallel holds a second job back until a slot is free; a fresh backend object picks up running jobs', async () => {
+    h = await startHarness(
+      '    zen4-bis:\n      cpu_subdir: x86_64/amd/zen4\n      repo_targets: [eessi-test]',
+      'backend:\n  kind: local\n  local:\n    max_parallel: 1\n',
+    );
+    openPr(h, {
+      ...PASSING_BOT,
+      'bot/build.sh': PASSING_BOT['bot/build.sh'].replace('exit 0', 'sleep 2; exit 0'),
+    });
+    await storeComment(h, 'bot: build for:arch=zen4');
+    const stages = async () => Promise.all((await jobDirsOf(h)).map(async (d) => (await stageOf(d)) ?? '?'));
+    await tickUntil(h, async () => (await stages()).includes('released'));
+    expect((await stages()).sort()).toEqual(['released', 'submitted']);
+    // As after a poller restart: nothing the backend knows lives in memory.
+    h.deps.backend = createBackend(h.config, h.deps.logger, h.deps.jobdirs);
+    await tickUntil(h, async () => (await stages()).every((s) => s === 'finished'));
+    expect(await stages()).toEqual(['finished', 'finished']);
+  });
+
+  test('a job that vanishes from the backend is `lost` after the configured number of ticks, with a row', async () => {
+    h = await startHarness();
+    openPr(h, { ...PASSING_BOT, 'bot/build.sh': '#!/bin/bash\nsleep 30\n' });
+    await storeComment(h, 'bot: build for:arch=zen4');
+    await tickUntil(
+      h,
+      async () =>
+        (await jobDirsOf(h)).length === 1 && (await stageOf((await jobDirsOf(h))[0]!)) === 'running',
+    );
+    const [dir] = await jobDirsOf(h);
+    const id = (await stateOf<JobData>(dir!)).data.job_id!;
+    await h.deps.backend.cancel(id, dir!);
+    rmSync(path.join(h.config.jobdirs, 'local-jobs', `${id}.json`));
+    const ticks = await tickUntil(h, async () => (await stageOf(dir!)) === 'lost');
+    expect(ticks).toBe(h.config.backend.slurm.missing_ticks_before_lost);
+    const body = h.fake.commentsOf(OWNER, REPO, PR).find((c) => c.body.startsWith('New job'))!.body;
+    expect(body).toContain(
+      `|lost|job \`${id}\` vanished from the scheduler (not in squeue nor sacct for 3 polls)|`,
+    );
+  });
+
+  test('chatlevel incognito posts nothing and still runs the job to the end', async () => {
+    h = await startHarness('chatlevel: incognito');
+    openPr(h, PASSING_BOT);
+    await storeComment(h, 'bot: build for:arch=zen4');
+    await tickUntil(
+      h,
+      async () =>
+        (await jobDirsOf(h)).length === 1 && (await stageOf((await jobDirsOf(h))[0]!)) === 'finished',
+    );
+    expect(h.fake.commentsOf(OWNER, REPO, PR)).toEqual([]);
+    const state = await stateOf<JobData>((await jobDirsOf(h))[0]!);
+    expect(state.data.result?.status).toBe('SUCCESS');
+  });
+
+  test('a fetch failure gets a comment with the git output and a tip; nothing is submitted', async () => {
+    h = await startHarness();
+    h.fake.addPullRequest(OWNER, REPO, {
+      number: PR,
+      headSha: 'b'.repeat(40),
+      baseSha: 'c'.repeat(40),
+      baseRef: 'main',
+    });
+    await storeComment(h, 'bot: build for:arch=zen4');
+    await tickUntil(
+      h,
+      async () => (await jobDirsOf(h)).length === 1 && (await stageOf((await jobDirsOf(h))[0]!)) === 'failed',
+    );
+    const failure = h.fake
+      .commentsOf(OWNER, REPO, PR)
+      .find((c) => c.body.startsWith('Preparing the job'))!.body;
+    expect(failure).toContain('failed at the fetch step: could not fetch PR #7 and its base branch');
+    expect(failure).toMatch(/```\n(.|\n)*(not found|repository|fatal)(.|\n)*```/i);
+    expect(failure).toContain('Tip: check that the repository is reachable');
+    expect((await stateOf<JobData>((await jobDirsOf(h))[0]!)).data.job_id).toBeUndefined();
+  });
 });

@@ -55,7 +55,7 @@ export async function startHarness(
     '  token_env: HARNESS_GITHUB_TOKEN',
     'poller:',
     '  max_attempts: 3',
-    'chatlevel: basic',
+    ...(/^chatlevel:/m.test(yaml) ? [] : ['chatlevel: basic']),
     'permissions:',
     `  command: [${REVIEWER}]`,
     `  build: [${REVIEWER}]`,

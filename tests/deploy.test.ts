@@ -3,6 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { JobData } from '../src/job.js';
+import { selectJobs } from '../src/stages/deploy.js';
+import type { DirState } from '../src/state.js';
 import { verifyFile } from '../src/signing.js';
 import { PASSING_BOT } from './support/prRepo.js';
 import {
@@ -201,4 +203,22 @@ test('hostile artefact names and files are not uploaded, each with its reason', 
   expect(reply).toMatch(/`pipe\.tar\.gz`: not uploaded \(.*pipe\.tar\.gz is not a regular file\)/);
   expect(reply).toContain('`a;b.tar.gz`: not uploaded (artefact name "a;b.tar.gz" is not a plain file name)');
   expect(staged()).toEqual([]);
+});
+
+describe('selectJobs (pure)', () => {
+  const job = (forArch: string, repoId: string, finished_at: string) => ({
+    state: { data: { target: { forArch, repoId }, finished_at } } as unknown as DirState<JobData>,
+  });
+  const a1 = job('x86_64/amd/zen4', 'r', '2026-11-01T00:00:00Z');
+  const a2 = job('x86_64/amd/zen4', 'r', '2026-11-02T00:00:00Z');
+  const b1 = job('x86_64/amd/zen3', 'r', '2026-11-01T00:00:00Z');
+  const c1 = job('x86_64/amd/zen4', 'other', '2026-10-01T00:00:00Z');
+
+  test.each([
+    ['all', [a1, a2, b1, c1]],
+    ['latest', [a2, b1, c1]],
+    ['once', [a2, b1, c1]],
+  ] as const)('%s', (policy, expected) => {
+    expect(selectJobs([a1, a2, b1, c1], policy)).toEqual(expected);
+  });
 });

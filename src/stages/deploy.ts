@@ -36,12 +36,15 @@ function targetKey(d: JobData): string {
   return `${d.target.forArch}|${d.target.forAccel ?? ''}|${d.target.repoId}`;
 }
 
-/** Pure: which successful jobs the policy selects (for `once`, the upload log decides later). */
+/**
+ * Pure: which successful jobs the policy selects. `all`: every one; `latest` and `once`: the newest per
+ * build target (for `once`, the upload log then refuses a target that was deployed before).
+ */
 export function selectJobs<T extends { state: DirState<JobData> }>(
   jobs: T[],
   policy: 'all' | 'latest' | 'once',
 ): T[] {
-  if (policy !== 'latest') return jobs;
+  if (policy === 'all') return jobs;
   const newest = new Map<string, T>();
   for (const job of jobs) {
     const key = targetKey(job.state.data);

@@ -1,6 +1,6 @@
 /** Build jobs against the real single-node Slurm: the full cycle, failures, cancel, timeout, handovers, crashes. */
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { JobData } from '../../src/job.js';
 import { runTick } from '../../src/poller.js';
@@ -8,8 +8,12 @@ import { readState } from '../../src/state.js';
 import { ROOT } from '../support/spawn.js';
 import { PASSING_BOT } from '../support/prRepo.js';
 import { describeSlurm, pollUntil, slurm } from '../support/slurm.js';
+import { payloads } from '../support/payloads.js';
 import {
+  INSTALLATION,
   jobDirsOf,
+  nextDelivery,
+  storeRaw,
   openPr,
   OWNER,
   PR,
@@ -236,5 +240,31 @@ describeSlurm('Slurm build jobs', () => {
     expect(readFileSync(path.join(dir, 'state.json'), 'utf8')).toBe(before);
     await tickUntil(h, stageIs('finished'), 60_000, 500);
     expect((await stateOf<JobData>(dir)).data.scheduler_state).toBe('COMPLETED');
+  }, 120_000);
+  test('closing the PR cancels the running Slurm job and moves the PR to the trash', async () => {
+    h = await startHarness('', SLURM());
+    openPr(h, SLEEPY_BOT);
+    await storeComment(h, 'bot: build for:arch=zen4');
+    await tickUntil(h, stageIs('running'), 60_000, 500);
+    const dir = await onlyJob();
+    const id = (await stateOf<JobData>(dir)).data.job_id!;
+    const closed = payloads.prClosed();
+    closed.repository!.owner.login = OWNER;
+    closed.repository!.name = REPO;
+    Object.assign(closed.pull_request as object, { number: PR, merged: false });
+    closed.installation = { id: INSTALLATION };
+    await storeRaw(h, 'pull_request', closed, nextDelivery());
+    await tickUntil(h, async () => (await jobDirsOf(h)).length === 0, 60_000, 500);
+    const acct = await pollUntil(
+      () => slurm('sacct', ['--noheader', '--parsable2', '-X', '-j', id, '-o', 'State']),
+      (out) => out.startsWith('CANCELLED'),
+    );
+    expect(acct).toMatch(/^CANCELLED/);
+    const comment = h.fake.commentsOf(OWNER, REPO, PR).find((c) => c.body.startsWith('PR closed'));
+    expect(comment?.body).toMatch(
+      /^PR closed without merging: cancelled 1 active job\(s\) of instance `test`/,
+    );
+    const trash = path.join(h.config.jobdirs, 'trash', OWNER, REPO);
+    expect(readdirSync(trash)).toHaveLength(1);
   }, 120_000);
 });

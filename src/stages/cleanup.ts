@@ -52,45 +52,37 @@ export const handleClosed: EventHandler = async (ctx) => {
   }
   if (active > 0) return { wait: `${active} job(s) still active` };
 
-  await moveToTrash(ctx.work.deps, owner, repo, ctx.pr.number, ctx.work.dir, async (movedEventDir) => {
-    await writeState(
-      movedEventDir,
-      transition(ctx.work.state, 'done', ctx.work.deps.now(), 'moved to the trash'),
-    );
-  });
+  // Other months first; then record "done" inside the dir about to move, and move the event's own month.
+  const { deps } = ctx.work;
+  const day = deps.now().toISOString().slice(0, 10).replaceAll('-', '.');
+  const prDirs = await monthlyPrDirs(deps, owner, repo, ctx.pr.number);
+  const own = prDirs.filter((p) => ctx.work.dir.startsWith(p.dir + path.sep));
+  for (const p of prDirs.filter((x) => !own.includes(x))) await moveToTrash(deps, p, owner, repo, day);
+  await writeState(ctx.work.dir, transition(ctx.work.state, 'done', deps.now(), 'moved to the trash'));
+  for (const p of own) await moveToTrash(deps, p, owner, repo, day);
   return { finalized: true };
 };
 
-/** Move every month's pr_<N> dir; the one holding `eventDir` last, after `beforeLast` ran on its future path. */
+async function monthlyPrDirs(deps: StageDeps, owner: string, repo: string, pr: number) {
+  const months = (await fs.readdir(deps.jobdirs.root)).filter((m) => /^\d{4}\.\d{2}$/.test(m)).sort();
+  const dirs = months.map((month) => ({ month, pr, dir: deps.jobdirs.prDir(month, owner, repo, pr) }));
+  const present = await Promise.all(dirs.map((d) => exists(d.dir)));
+  return dirs.filter((_, i) => present[i]);
+}
+
+/** `<trash_dir>/<owner>/<repo>/<day>/<month>/pr_<N>`, and the moved dir's entries leave the pending index. */
 async function moveToTrash(
   deps: StageDeps,
+  from: { month: string; pr: number; dir: string },
   owner: string,
   repo: string,
-  pr: number,
-  eventDir: string,
-  finish: (movedEventDir: string) => Promise<void>,
+  day: string,
 ): Promise<void> {
-  const { jobdirs, now } = deps;
-  const day = now().toISOString().slice(0, 10).replaceAll('-', '.');
-  const months = (await fs.readdir(jobdirs.root)).filter((m) => /^\d{4}\.\d{2}$/.test(m)).sort();
-  const sources = months
-    .map((m) => ({ month: m, dir: jobdirs.prDir(m, owner, repo, pr) }))
-    .sort(
-      (a, b) => Number(eventDir.startsWith(a.dir + path.sep)) - Number(eventDir.startsWith(b.dir + path.sep)),
-    );
-  for (const { month, dir } of sources) {
-    if (!(await exists(dir))) continue;
-    const dest = path.join(trashDir(deps), owner, repo, day, month, `pr_${pr}`);
-    const holdsEvent = eventDir.startsWith(dir + path.sep);
-    if (holdsEvent) {
-      // Record "done" first (inside the dir about to move), so the moved event is final wherever it is.
-      await finish(eventDir);
-    }
-    await mkdirDurable(path.dirname(dest));
-    await moveDir(dir, await freeName(dest));
-    for (const pending of await jobdirs.pending()) {
-      if (pending.startsWith(dir + path.sep)) await jobdirs.dequeue(pending);
-    }
+  const dest = path.join(trashDir(deps), owner, repo, day, from.month, `pr_${from.pr}`);
+  await mkdirDurable(path.dirname(dest));
+  await moveDir(from.dir, await freeName(dest));
+  for (const pending of await deps.jobdirs.pending()) {
+    if (pending.startsWith(from.dir + path.sep)) await deps.jobdirs.dequeue(pending);
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * A build job's data, kept in its directory's state file (`run_NNN/<node_type>/<repo_id>/state.json`).
- * Job stages: prepared → submitted → (released) → running → finished | cancelled | lost | failed.
+ * Job stages: prepared → submitting → submitted → (released) → running → finished | cancelled | lost | failed.
  */
 import type { ExportVariable } from './commands.js';
 import type { BuildTarget } from './targets.js';
@@ -49,7 +49,7 @@ export interface JobData {
   finished_at?: string;
 }
 
-export const ACTIVE_JOB_STAGES = new Set(['prepared', 'submitted', 'released', 'running']);
+export const ACTIVE_JOB_STAGES = new Set(['prepared', 'submitting', 'submitted', 'released', 'running']);
 
 /** Pure: add a row unless one with the same key exists. */
 export function addRow(rows: JobRow[], row: JobRow): JobRow[] {

@@ -527,6 +527,22 @@ describe('issue_comment.created on a PR', () => {
     expect(await jobdirs.pending()).toEqual([]);
   });
 
+  test('a job checked out but not yet submitted (`submitting`) is active: cancel reaches it', async () => {
+    const deps = makeDeps();
+    const job = await makeJob(1, 'zz-build', 'run_000', 'zen4', 'submitting');
+    await jobdirs.enqueue(job);
+    await comment('bot: cancel', 'aa-cancel');
+
+    expect(await runTick(deps)).toEqual({ advanced: 2, failed: 0, skipped: 0 });
+
+    const js = (await readState<JobData>(job))!;
+    expect(js.stage).toBe('cancelled');
+    expect(js.data.cancel_requested).toBe('cancelled by alice');
+    // Asked whether a crashed attempt had submitted it; it had not, so nothing to scancel.
+    expect(backend.calls).toEqual(['find submit-zz-build-run_000-zen4']);
+    expect(postedBodies()[0]).toContain(`cancelled:\n  - unsubmitted job in \`${rel(job)}\``);
+  });
+
   test('50 commands in a 60 kB comment with unicode oddities: one reply, cut to the limit with a note', async () => {
     const deps = makeDeps();
     for (let i = 0; i < 30; i++)

@@ -7,7 +7,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import YAML from 'yaml';
-import { ConfigError, configPathFrom, describeSecretsSources, loadConfig, type Config } from './config.js';
+import {
+  ConfigError,
+  configPathFrom,
+  describeSecretsSources,
+  loadConfig,
+  secretEnvNames,
+  type Config,
+} from './config.js';
 import { collectGarbage, parseAge } from './gc.js';
 import { createLogger } from './log.js';
 import { SAMPLE, sendSampleEvent } from './sampleEvent.js';
@@ -180,8 +187,8 @@ configCmd
  * CI log. Strings are redacted in the object (so the YAML stays valid), then the text once more.
  */
 function redactSecretValues<T>(value: T, config: Config): T {
-  const secrets = [config.github.webhook_secret_env, config.github.token_env]
-    .map((name) => (name ? process.env[name] : undefined))
+  const secrets = secretEnvNames(config)
+    .map((name) => process.env[name])
     .filter((v): v is string => Boolean(v));
   const redact = (s: string) => secrets.reduce((out, secret) => out.split(secret).join('[redacted]'), s);
   const walk = (v: unknown): unknown => {

@@ -380,6 +380,11 @@ export function describeSecretsSources(cfg: Config): Record<string, string> {
   };
 }
 
+/** Names of the environment variables that hold the bot's secrets (those that are configured). */
+export function secretEnvNames(cfg: Config): string[] {
+  return [cfg.github.webhook_secret_env, cfg.github.token_env].filter((n): n is string => Boolean(n));
+}
+
 export function webhookSecretFile(cfg: Config): string {
   return cfg.github.webhook_secret_file ?? path.join(cfg.jobdirs, '.secrets', 'webhook-secret');
 }

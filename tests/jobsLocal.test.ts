@@ -126,6 +126,34 @@ describe('more of the job flow on the local backend', () => {
     expect(readFileSync(path.join(dir!, `slurm-${id}.out`), 'utf8')).not.toContain('testing');
   });
 
+  test("the job script does not see the bot's secrets (webhook secret, GitHub token) in its environment", async () => {
+    const secrets = { HARNESS_GITHUB_TOKEN: 'ghp_harness', HPCBOT_WEBHOOK_SECRET: 'webhook-secret-value' };
+    const saved = Object.keys(secrets).map((name) => [name, process.env[name]] as const);
+    Object.assign(process.env, secrets); // the poller's environment, for the whole run
+    try {
+      h = await startHarness();
+      openPr(h, {
+        ...PASSING_BOT,
+        'bot/build.sh': PASSING_BOT['bot/build.sh'].replace('exit 0', 'env > job-env.txt\nexit 0'),
+      });
+      await storeComment(h, 'bot: build for:arch=zen4');
+      await tickUntil(
+        h,
+        async () =>
+          (await jobDirsOf(h)).length === 1 && (await stageOf((await jobDirsOf(h))[0]!)) === 'finished',
+      );
+    } finally {
+      for (const [name, value] of saved) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+    const [dir] = await jobDirsOf(h);
+    const env = readFileSync(path.join(dir!, 'job-env.txt'), 'utf8');
+    expect(env).toMatch(/^SLURM_JOB_ID=\d+$/m);
+    expect(env).not.toMatch(/HARNESS_GITHUB_TOKEN|ghp_harness|HPCBOT_WEBHOOK_SECRET|webhook-secret-value/);
+  });
+
   test('an exportvariable outside the allow-list submits nothing and says what is allowed', async () => {
     h = await startHarness();
     await storeComment(h, 'bot: build for:arch=zen4 exportvariable:EVIL=1');

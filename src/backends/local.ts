@@ -30,6 +30,8 @@ export class LocalBackend implements Backend {
   constructor(
     private readonly dir: string,
     private readonly maxParallel: number,
+    /** The job's environment (without the bot's secrets; see jobEnvironment). */
+    private readonly env: NodeJS.ProcessEnv,
   ) {}
 
   private recordFile(jobId: string) {
@@ -87,7 +89,7 @@ export class LocalBackend implements Backend {
         cwd: rec.job_dir,
         detached: true,
         stdio: ['ignore', out, out],
-        env: { ...process.env, SLURM_JOB_ID: jobId, HPCBOT_JOB_ID: jobId, HPCBOT_BACKEND: 'local' },
+        env: { ...this.env, SLURM_JOB_ID: jobId, HPCBOT_JOB_ID: jobId, HPCBOT_BACKEND: 'local' },
       });
       child.unref();
       await writeFileAtomic(

@@ -16,6 +16,8 @@ export interface SlurmSettings {
   delay_begin_seconds: number;
   /** Shared by all jobs of this instance. */
   jobName: string;
+  /** sbatch's environment, which the job inherits (without the bot's secrets; see jobEnvironment). */
+  env: NodeJS.ProcessEnv;
 }
 
 const ACTIVE_STATES = new Set([
@@ -55,7 +57,10 @@ export class SlurmBackend implements Backend {
   constructor(private readonly settings: SlurmSettings) {}
 
   async submit(req: SubmitRequest): Promise<{ jobId: string; held: boolean }> {
-    const out = await run('sbatch', sbatchArgs(req, this.settings), { cwd: req.jobDir });
+    const out = await run('sbatch', sbatchArgs(req, this.settings), {
+      cwd: req.jobDir,
+      env: this.settings.env,
+    });
     const jobId = out.trim().split(';')[0] ?? '';
     if (!/^\d+$/.test(jobId))
       throw new Error(`sbatch printed no job id: ${JSON.stringify(out.slice(0, 200))}`);

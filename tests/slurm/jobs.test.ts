@@ -105,6 +105,30 @@ describeSlurm('Slurm build jobs', () => {
     );
   }, 120_000);
 
+  test("the job does not inherit the bot's secrets from sbatch's environment", async () => {
+    const secrets = { HARNESS_GITHUB_TOKEN: 'ghp_harness', HPCBOT_WEBHOOK_SECRET: 'webhook-secret-value' };
+    const saved = Object.keys(secrets).map((name) => [name, process.env[name]] as const);
+    Object.assign(process.env, secrets, { HPCBOT_NOT_SECRET: 'passed-on' }); // the poller's environment
+    try {
+      h = await startHarness('', SLURM());
+      setUpPr({
+        ...PASSING_BOT,
+        'bot/build.sh': PASSING_BOT['bot/build.sh'].replace('exit 0', 'env > job-env.txt\nexit 0'),
+      });
+      await storeComment(h, 'bot: build for:arch=zen4');
+      await tickUntil(h, stageIs('finished'), 90_000, 500);
+    } finally {
+      delete process.env.HPCBOT_NOT_SECRET;
+      for (const [name, value] of saved) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+    const env = readFileSync(path.join(await onlyJob(), 'job-env.txt'), 'utf8');
+    expect(env).toMatch(/^HPCBOT_NOT_SECRET=passed-on$/m);
+    expect(env).not.toMatch(/HARNESS_GITHUB_TOKEN|ghp_harness|HPCBOT_WEBHOOK_SECRET|webhook-secret-value/);
+  }, 120_000);
+
   test('a failing build is FAILED with its exit code and the FAILURE result', async () => {
     h = await startHarness('', SLURM());
     setUpPr({

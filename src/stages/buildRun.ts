@@ -11,8 +11,8 @@ import { mkdirDurable } from '../fsutil.js';
 import { ACTIVE_JOB_STAGES, type JobData } from '../job.js';
 import { newState, readState, writeState } from '../state.js';
 import type { BuildTarget } from '../targets.js';
-import type { PullRequestRef, StageDeps, WorkDir } from './context.js';
-import { cancelJob } from './job.js';
+import type { PullRequestRef, WorkDir } from './context.js';
+import { cancelJob, prJobs, type PrJob } from './job.js';
 import type { EventData } from './event.js';
 
 export interface PreparedJob {
@@ -23,25 +23,14 @@ export interface PreparedJob {
   overlap?: { dir: string; action: 'superseded' | 'queued behind' | 'refused because of' };
 }
 
-/**
- * Active jobs of the PR for the same node type and repo target, outside `exceptEvent`: the jobs of the
- * same event (earlier runs of a replay) are never touched.
- */
-async function activeSameTarget(
-  deps: StageDeps,
-  pr: PullRequestRef,
-  target: BuildTarget,
-  exceptEvent: string,
-) {
-  const found: string[] = [];
-  for (const dir of await deps.jobdirs.prJobDirs(pr.repo.owner, pr.repo.repo, pr.number)) {
-    if (dir.startsWith(exceptEvent + path.sep)) continue;
-    const state = await readState<JobData>(dir);
-    if (state?.kind !== 'job' || !ACTIVE_JOB_STAGES.has(state.stage)) continue;
-    const t = state.data.target;
-    if (t.nodeType === target.nodeType && t.repoId === target.repoId) found.push(dir);
-  }
-  return found;
+/** The directories of `active` jobs for the same node type and repo target as `target`. */
+function sameTarget(active: PrJob[], target: BuildTarget): string[] {
+  return active
+    .filter(
+      ({ state: { data } }) =>
+        data.target.nodeType === target.nodeType && data.target.repoId === target.repoId,
+    )
+    .map((j) => j.dir);
 }
 
 export async function nextRunName(eventDir: string): Promise<string> {
@@ -66,6 +55,11 @@ export async function createBuildRun(
     const name = runName;
     await work.update((s) => ({ ...s, data: { ...s.data, runs: { ...runs, [key]: name } } }));
   }
+  // Active jobs of the PR outside this event: the jobs of the same event (earlier runs of a replay)
+  // are never touched. Cancelling one (supersede) leaves it active, so one look serves every target.
+  const active = (await prJobs(work.deps, pr)).filter(
+    (j) => !j.dir.startsWith(work.dir + path.sep) && ACTIVE_JOB_STAGES.has(j.state.stage),
+  );
   const jobs: PreparedJob[] = [];
   for (const target of targets) {
     const runDir = path.join(work.dir, runName);
@@ -73,19 +67,20 @@ export async function createBuildRun(
     let overlap: PreparedJob['overlap'];
     let waitFor: string[] = [];
     if (!(await readState(dir))) {
-      const active = await activeSameTarget(work.deps, pr, target, work.dir);
-      if (active.length > 0) {
+      const overlapping = sameTarget(active, target);
+      if (overlapping.length > 0) {
         const policy = config.build.on_overlap;
         if (policy === 'refuse') {
-          jobs.push({ target, overlap: { dir: active[0]!, action: 'refused because of' } });
+          jobs.push({ target, overlap: { dir: overlapping[0]!, action: 'refused because of' } });
           continue;
         }
         if (policy === 'supersede') {
-          for (const old of active) await cancelJob(work.deps, old, `superseded by ${jobdirs.relative(dir)}`);
+          for (const old of overlapping)
+            await cancelJob(work.deps, old, `superseded by ${jobdirs.relative(dir)}`);
         } else {
-          waitFor = active.map((d) => jobdirs.relative(d));
+          waitFor = overlapping.map((d) => jobdirs.relative(d));
         }
-        overlap = { dir: active[0]!, action: policy === 'supersede' ? 'superseded' : 'queued behind' };
+        overlap = { dir: overlapping[0]!, action: policy === 'supersede' ? 'superseded' : 'queued behind' };
       }
       await mkdirDurable(dir);
       const data: JobData = {

@@ -9,11 +9,11 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { exists, mkdirDurable } from '../fsutil.js';
-import { ACTIVE_JOB_STAGES, type JobData } from '../job.js';
+import { ACTIVE_JOB_STAGES } from '../job.js';
 import { codeSpan } from '../markdown.js';
-import { readState, transition, writeState } from '../state.js';
+import { transition, writeState } from '../state.js';
 import type { EventHandler } from './event.js';
-import { cancelJob } from './job.js';
+import { cancelJob, prJobs } from './job.js';
 import type { StageDeps } from './context.js';
 
 export function trashDir(deps: StageDeps): string {
@@ -29,9 +29,8 @@ export const handleClosed: EventHandler = async (ctx) => {
   let cancelled = ctx.work.state.data.cleanup_cancelled as string[] | undefined;
   if (!cancelled) {
     cancelled = [];
-    for (const dir of await jobdirs.prJobDirs(owner, repo, ctx.pr.number)) {
-      const state = await readState<JobData>(dir);
-      if (state?.kind !== 'job' || !ACTIVE_JOB_STAGES.has(state.stage)) continue;
+    for (const { dir, state } of await prJobs(ctx.work.deps, ctx.pr)) {
+      if (!ACTIVE_JOB_STAGES.has(state.stage)) continue;
       await cancelJob(ctx.work.deps, dir, merged ? 'PR merged' : 'PR closed');
       cancelled.push(jobdirs.relative(dir));
     }
@@ -45,11 +44,9 @@ export const handleClosed: EventHandler = async (ctx) => {
   // Cancelling jobs is an action people should hear about; "nothing to cancel" is chatter.
   await ctx.work.postComment(ctx.pr, `${ctx.gen}:closed`, body, cancelled.length ? 'basic' : 'chatty');
 
-  let active = 0;
-  for (const dir of await jobdirs.prJobDirs(owner, repo, ctx.pr.number)) {
-    const state = await readState<JobData>(dir);
-    if (state?.kind === 'job' && ACTIVE_JOB_STAGES.has(state.stage)) active++;
-  }
+  const active = (await prJobs(ctx.work.deps, ctx.pr)).filter((j) =>
+    ACTIVE_JOB_STAGES.has(j.state.stage),
+  ).length;
   if (active > 0) return { wait: `${active} job(s) still active` };
 
   // Other months first; then record "done" inside the dir about to move, and move the event's own month.

@@ -19,11 +19,7 @@ import { hasPermission } from '../permissions.js';
 import { readState, writeState, type DirState } from '../state.js';
 import { artefactNameProblem, createUploader, deployArtefact } from '../uploaders/index.js';
 import type { EventContext } from './event.js';
-
-interface Job {
-  dir: string;
-  state: DirState<JobData>;
-}
+import { prJobs, type PrJob } from './job.js';
 
 interface UploadLogEntry {
   target: string;
@@ -64,11 +60,7 @@ export async function startDeploy(ctx: EventContext, sender: string): Promise<st
   if (policy === 'none')
     return `deploy.policy is \`none\` on instance ${codeSpan(config.instance)}: nothing is deployed`;
 
-  const jobs: Job[] = [];
-  for (const dir of await jobdirs.prJobDirs(ctx.pr.repo.owner, ctx.pr.repo.repo, ctx.pr.number)) {
-    const state = await readState<JobData>(dir);
-    if (state?.kind === 'job') jobs.push({ dir, state });
-  }
+  const jobs = await prJobs(ctx.work.deps, ctx.pr);
   const active = jobs.filter((j) => ACTIVE_JOB_STAGES.has(j.state.stage));
   if (active.length > 0) {
     return `deploy refused: ${active.length} build job(s) of this PR are still active; deploy again when they have finished`;
@@ -114,7 +106,7 @@ interface Outcome {
 
 async function deployJob(
   ctx: EventContext,
-  job: Job,
+  job: PrJob,
   policy: 'all' | 'latest' | 'once',
   uploader: ReturnType<typeof createUploader>,
 ): Promise<Outcome[]> {
@@ -172,7 +164,7 @@ async function deployJob(
 }
 
 /** One row per artefact in the job's comment; keyed by this deploy event, so a retry adds none twice. */
-async function addDeployRows(ctx: EventContext, job: Job, outcomes: Outcome[]): Promise<void> {
+async function addDeployRows(ctx: EventContext, job: PrJob, outcomes: Outcome[]): Promise<void> {
   const fresh = await readState<JobData>(job.dir);
   if (!fresh) return;
   let rows = fresh.data.rows;

@@ -14,7 +14,7 @@ import type { JobObservation } from '../backends/types.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { ACTIVE_JOB_STAGES, addRow, type JobData, type JobRow } from '../job.js';
 import { readResultFiles } from '../resultFile.js';
-import { readState, transition, writeState } from '../state.js';
+import { readState, transition, writeState, type DirState } from '../state.js';
 import { renderJobComment, formatRowDate } from '../jobComment.js';
 import { prepareJobCheckout, CheckoutError } from '../checkout.js';
 import { crashPoint } from '../crashPoint.js';
@@ -264,6 +264,21 @@ export async function syncComment(work: JobWork): Promise<void> {
   if (work.state.data.comment_body === body) return;
   await work.editComment(pr, JOB_COMMENT_KEY, body);
   await work.update((s) => ({ ...s, data: { ...s.data, comment_body: body } }));
+}
+
+export interface PrJob {
+  dir: string;
+  state: DirState<JobData>;
+}
+
+/** Every job directory of the PR (all months, events and runs) with its state; other dirs are skipped. */
+export async function prJobs(deps: StageDeps, pr: PullRequestRef): Promise<PrJob[]> {
+  const jobs: PrJob[] = [];
+  for (const dir of await deps.jobdirs.prJobDirs(pr.repo.owner, pr.repo.repo, pr.number)) {
+    const state = await readState<JobData>(dir);
+    if (state?.kind === 'job') jobs.push({ dir, state });
+  }
+  return jobs;
 }
 
 /** Cancel a job from a command, a new push or cleanup. Active jobs end as `cancelled` once the scheduler says so. */

@@ -1,12 +1,12 @@
 /** Handlers for `pull_request` events: opened, labeled, synchronize (a new head) and closed. */
 import { COMMAND_LINE_RE, parseBotCommand } from '../commands.js';
-import { ACTIVE_JOB_STAGES, type JobData } from '../job.js';
+import { ACTIVE_JOB_STAGES } from '../job.js';
 import { renderCommandReply, renderConfig } from '../render.js';
-import { readState, writeState } from '../state.js';
+import { writeState } from '../state.js';
 import { build } from './commands/build.js';
 import { startDeploy } from './deploy.js';
 import type { EventContext, EventHandler } from './event.js';
-import { cancelJob } from './job.js';
+import { cancelJob, prJobs } from './job.js';
 
 interface PullRequestPayload {
   label?: { name: string };
@@ -59,10 +59,8 @@ export const handleSynchronize: EventHandler = async (ctx) => {
   const { config, jobdirs } = ctx.work.deps;
   const head = payloadOf(ctx).pull_request.head.sha;
   let touched = 0;
-  for (const dir of await jobdirs.prJobDirs(ctx.pr.repo.owner, ctx.pr.repo.repo, ctx.pr.number)) {
-    const state = await readState<JobData>(dir);
-    if (state?.kind !== 'job' || !state.data.head_sha || state.data.head_sha === head || state.data.stale)
-      continue;
+  for (const { dir, state } of await prJobs(ctx.work.deps, ctx.pr)) {
+    if (!state.data.head_sha || state.data.head_sha === head || state.data.stale) continue;
     await writeState(dir, { ...state, data: { ...state.data, stale: { superseded_by: head } } });
     if (ACTIVE_JOB_STAGES.has(state.stage) && config.build.on_new_push === 'cancel') {
       await cancelJob(ctx.work.deps, dir, `superseded by ${head.slice(0, 10)}`);

@@ -1,11 +1,9 @@
 /** `bot: cancel [job:ID] [repo:..] [arch:..] [accel:..]`: cancel this PR's active jobs on this instance. */
-import type { JobData } from '../../job.js';
 import { ACTIVE_JOB_STAGES } from '../../job.js';
 import { codeSpan } from '../../markdown.js';
 import { hasPermission } from '../../permissions.js';
 import { patternMatches } from '../../targets.js';
-import { readState } from '../../state.js';
-import { cancelJob } from '../job.js';
+import { cancelJob, prJobs } from '../job.js';
 import type { CommandHandler } from './types.js';
 
 export const cancel: CommandHandler = async (ctx) => {
@@ -15,9 +13,8 @@ export const cancel: CommandHandler = async (ctx) => {
   }
   const f = ctx.args.filters;
   const cancelled: string[] = [];
-  for (const dir of await jobdirs.prJobDirs(ctx.pr.repo.owner, ctx.pr.repo.repo, ctx.pr.number)) {
-    const state = await readState<JobData>(dir);
-    if (state?.kind !== 'job' || !ACTIVE_JOB_STAGES.has(state.stage)) continue;
+  for (const { dir, state } of await prJobs(ctx.work.deps, ctx.pr)) {
+    if (!ACTIVE_JOB_STAGES.has(state.stage)) continue;
     const t = state.data.target;
     if (f.job !== undefined && state.data.job_id !== f.job) continue;
     if (f.repository !== undefined && !patternMatches(f.repository, t.repoId)) continue;

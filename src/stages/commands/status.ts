@@ -2,17 +2,13 @@
 import path from 'node:path';
 import type { JobData } from '../../job.js';
 import { codeSpan } from '../../markdown.js';
-import { readState, type DirState } from '../../state.js';
+import type { DirState } from '../../state.js';
+import { prJobs } from '../job.js';
 import type { CommandHandler } from './types.js';
 
 export const status: CommandHandler = async (ctx) => {
   const { jobdirs, config } = ctx.work.deps;
-  const { owner, repo } = ctx.pr.repo;
-  const jobs: Array<{ dir: string; state: DirState<JobData> }> = [];
-  for (const dir of await jobdirs.prJobDirs(owner, repo, ctx.pr.number)) {
-    const state = await readState<JobData>(dir);
-    if (state?.kind === 'job') jobs.push({ dir, state });
-  }
+  const jobs = await prJobs(ctx.work.deps, ctx.pr);
   const selected = ctx.args.general.includes('last_build') ? lastPerTarget(jobs) : jobs;
   if (selected.length === 0) return `no build jobs of instance ${codeSpan(config.instance)} for this PR yet`;
   return renderStatusTable(

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import fsCallback, { promises as fs, constants as fsConstants } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { pidAlive } from './process.js';
 
 // The callback API costs less per call than FileHandle objects; it matters on the ingest path.
 const writeCb = (fd: number, buf: Uint8Array, off: number, len: number) =>
@@ -226,20 +227,11 @@ export async function removeStaleTemps(dir: string): Promise<number> {
   let removed = 0;
   for (const name of names) {
     const pid = Number(/^\.tmp-(\d+)-/.exec(name)?.[1]);
-    if (!pid || pid === process.pid || isRunning(pid)) continue;
+    if (!pid || pid === process.pid || pidAlive(pid)) continue;
     await fs.rm(path.join(dir, name), { recursive: true, force: true });
     removed++;
   }
   return removed;
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 export async function readJsonIfExists<T>(file: string): Promise<T | undefined> {

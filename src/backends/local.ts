@@ -47,7 +47,7 @@ export class LocalBackend implements Backend {
     return names.map((n) => /^(\d+)\.json$/.exec(n)?.[1]).filter((n): n is string => n !== undefined);
   }
 
-  async submit(req: SubmitRequest): Promise<{ jobId: string; held: boolean }> {
+  async submit(req: SubmitRequest): Promise<{ jobId: string }> {
     await mkdirDurable(this.dir);
     const record: LocalJobRecord = {
       job_dir: req.jobDir,
@@ -58,7 +58,7 @@ export class LocalBackend implements Backend {
     };
     let next = Math.max(0, ...(await this.ids()).map(Number)) + 1;
     while (!(await createFileExclusive(this.recordFile(String(next)), JSON.stringify(record) + '\n'))) next++;
-    return { jobId: String(next), held: true };
+    return { jobId: String(next) };
   }
 
   async findBySubmitId(submitId: string): Promise<string | undefined> {

@@ -56,7 +56,7 @@ export class SlurmBackend implements Backend {
 
   constructor(private readonly settings: SlurmSettings) {}
 
-  async submit(req: SubmitRequest): Promise<{ jobId: string; held: boolean }> {
+  async submit(req: SubmitRequest): Promise<{ jobId: string }> {
     const out = await run('sbatch', sbatchArgs(req, this.settings), {
       cwd: req.jobDir,
       env: this.settings.env,
@@ -64,7 +64,7 @@ export class SlurmBackend implements Backend {
     const jobId = out.trim().split(';')[0] ?? '';
     if (!/^\d+$/.test(jobId))
       throw new Error(`sbatch printed no job id: ${JSON.stringify(out.slice(0, 200))}`);
-    return { jobId, held: this.settings.handover === 'hold_release' };
+    return { jobId };
   }
 
   async findBySubmitId(_submitId: string, jobDir: string): Promise<string | undefined> {

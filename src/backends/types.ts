@@ -36,7 +36,8 @@ export class BackendUnavailableError extends Error {
 
 export interface Backend {
   readonly kind: 'local' | 'slurm';
-  submit(req: SubmitRequest): Promise<{ jobId: string; held: boolean }>;
+  /** Local jobs are always submitted held; Slurm jobs with `handover: hold_release`. */
+  submit(req: SubmitRequest): Promise<{ jobId: string }>;
   /** Find a job submitted with this submitId, e.g. after a crash between sbatch and saving its id. */
   findBySubmitId(submitId: string, jobDir: string): Promise<string | undefined>;
   /** Let a held job run. False means "not now" (the local backend at max_parallel); try next tick. */

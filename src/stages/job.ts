@@ -11,6 +11,7 @@
  */
 import path from 'node:path';
 import type { JobObservation } from '../backends/types.js';
+import type { Config } from '../config.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { ACTIVE_JOB_STAGES, addRow, type JobData, type JobRow } from '../job.js';
 import { readResultFiles } from '../resultFile.js';
@@ -112,7 +113,6 @@ async function submit(work: JobWork): Promise<void> {
   const { backend, config } = work.deps;
   const data = work.state.data;
   let jobId = data.job_id ?? (await backend.findBySubmitId(data.submit_id, work.dir));
-  let held = config.backend.kind === 'local' || config.backend.slurm.handover === 'hold_release';
   if (!jobId) {
     const submitted = await backend.submit({
       jobDir: work.dir,
@@ -123,10 +123,9 @@ async function submit(work: JobWork): Promise<void> {
     });
     crashPoint('after-submit');
     jobId = submitted.jobId;
-    held = submitted.held;
   }
   const id = jobId;
-  const note = held
+  const note = submitsHeld(config)
     ? `job id ${code(id)} awaits release by job manager`
     : `job id ${code(id)} will be eligible to start in about ${config.backend.slurm.delay_begin_seconds} seconds`;
   await work.update((s) =>
@@ -154,7 +153,7 @@ async function release(work: JobWork): Promise<void> {
   await writeMetadataFiles(work);
   const { backend, config } = work.deps;
   const jobId = work.state.data.job_id!;
-  const holdRelease = config.backend.kind === 'local' || config.backend.slurm.handover === 'hold_release';
+  const holdRelease = submitsHeld(config);
   if (holdRelease && !(await backend.release(jobId, work.dir))) return; // local backend at max_parallel: next tick
   const text = !holdRelease
     ? 'job awaits its begin time'
@@ -288,6 +287,11 @@ export async function cancelJob(deps: StageDeps, dir: string, reason: string): P
   await writeState(dir, { ...state, data: { ...state.data, cancel_requested: reason } });
   if (state.data.job_id) await deps.backend.cancel(state.data.job_id, dir);
   await deps.jobdirs.enqueue(dir);
+}
+
+/** Jobs start held and the bot releases them: always on the local backend, on Slurm with hold_release. */
+function submitsHeld(config: Config): boolean {
+  return config.backend.kind === 'local' || config.backend.slurm.handover === 'hold_release';
 }
 
 function row(work: JobWork, key: string, status: string, comment: string): JobRow {

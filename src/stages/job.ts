@@ -154,6 +154,12 @@ async function release(work: JobWork): Promise<void> {
   const { backend, config } = work.deps;
   const jobId = work.state.data.job_id!;
   const holdRelease = submitsHeld(config);
+  if (work.state.data.cancel_requested) {
+    // Cancelled while held: never release it (scontrol would fail on the ended job); the scheduler's
+    // final CANCELLED state is picked up like any other.
+    await work.update((s) => transition(s, 'released', work.deps.now(), 'not released: cancel requested'));
+    return;
+  }
   if (holdRelease && !(await backend.release(jobId, work.dir))) return; // local backend at max_parallel: next tick
   const text = !holdRelease
     ? 'job awaits its begin time'

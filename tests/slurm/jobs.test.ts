@@ -4,6 +4,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { JobData } from '../../src/job.js';
 import { runTick } from '../../src/poller.js';
+import { cancelJob } from '../../src/stages/job.js';
 import { readState } from '../../src/state.js';
 import { ROOT } from '../support/spawn.js';
 import { PASSING_BOT } from '../support/prRepo.js';
@@ -290,5 +291,25 @@ describeSlurm('Slurm build jobs', () => {
     );
     const trash = path.join(h.config.jobdirs, 'trash', OWNER, REPO);
     expect(readdirSync(trash)).toHaveLength(1);
+  }, 120_000);
+  test('a job cancelled while still held is never released and ends CANCELLED', async () => {
+    h = await startHarness('', SLURM());
+    openPr(h, PASSING_BOT);
+    await storeComment(h, 'bot: build for:arch=zen4');
+    await tickUntil(h, stageIs('submitted'));
+    const dir = await onlyJob();
+    await cancelJob(h.deps, dir, 'test cancel');
+    await tickUntil(h, stageIs('cancelled'), 60_000, 500);
+    const state = await stateOf<JobData>(dir);
+    expect(state.data.scheduler_state).toBe('CANCELLED');
+    expect(state.history.map((t) => t.stage)).toEqual([
+      'prepared',
+      'submitting',
+      'submitted',
+      'released',
+      'cancelled',
+    ]);
+    expect(state.last_error).toBeUndefined();
+    expect(jobComment()).not.toContain('|released|');
   }, 120_000);
 });

@@ -24,6 +24,11 @@ export interface BuildTarget {
   slurmParams: string[];
 }
 
+/** What a build is for, as one string: jobs with the same key built the same thing (deploy, status). */
+export function buildTargetKey(t: Pick<BuildTarget, 'forArch' | 'forAccel' | 'repoId'>): string {
+  return `${t.forArch}|${t.forAccel ?? ''}|${t.repoId}`;
+}
+
 export function patternMatches(pattern: string, value: string): boolean {
   const pat = pattern.split('/');
   const val = value.split('/');

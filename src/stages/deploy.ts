@@ -18,6 +18,7 @@ import { codeSpan } from '../markdown.js';
 import { hasPermission } from '../permissions.js';
 import { readState, writeState, type DirState } from '../state.js';
 import { artefactNameProblem, createUploader, deployArtefact } from '../uploaders/index.js';
+import { buildTargetKey } from '../targets.js';
 import type { EventContext } from './event.js';
 import { prJobs, type PrJob } from './job.js';
 
@@ -28,9 +29,7 @@ interface UploadLogEntry {
   at: string;
 }
 
-function targetKey(d: JobData): string {
-  return `${d.target.forArch}|${d.target.forAccel ?? ''}|${d.target.repoId}`;
-}
+const targetKey = (d: JobData) => buildTargetKey(d.target);
 
 /**
  * Pure: which successful jobs the policy selects. `all`: every one; `latest` and `once`: the newest per

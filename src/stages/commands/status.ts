@@ -2,6 +2,7 @@
 import path from 'node:path';
 import type { JobData } from '../../job.js';
 import { codeSpan } from '../../markdown.js';
+import { buildTargetKey } from '../../targets.js';
 import type { DirState } from '../../state.js';
 import { prJobs } from '../job.js';
 import type { CommandHandler } from './types.js';
@@ -21,8 +22,7 @@ export const status: CommandHandler = async (ctx) => {
 function lastPerTarget<T extends { dir: string; state: DirState<JobData> }>(jobs: T[]): T[] {
   const newest = new Map<string, T>();
   for (const job of jobs) {
-    const t = job.state.data.target;
-    const key = `${t.forArch}|${t.forAccel ?? ''}|${t.repoId}`;
+    const key = buildTargetKey(job.state.data.target);
     const prev = newest.get(key);
     if (!prev || firstTime(job.state) >= firstTime(prev.state)) newest.set(key, job);
   }

@@ -26,6 +26,20 @@ function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr:
 }
 
 const NS = 'verify-bot';
+
+/** `hpcbot verify ARTEFACT --allowed-signers F --provenance P --namespace NS`. */
+function verifyWithProvenance(artefact: string, provenance: string) {
+  return runCli([
+    'verify',
+    artefact,
+    '--allowed-signers',
+    allowed,
+    '--provenance',
+    provenance,
+    '--namespace',
+    NS,
+  ]);
+}
 let dir: string;
 let key: string;
 let allowed: string;
@@ -87,16 +101,7 @@ test('a signed artefact with its provenance verifies and the builder is printed'
   const { artefact, provenance } = await signedArtefact(
     'eessi-2023.06-software-linux-x86_64-amd-zen4-1.tar.zst',
   );
-  const r = await runCli([
-    'verify',
-    artefact,
-    '--allowed-signers',
-    allowed,
-    '--provenance',
-    provenance,
-    '--namespace',
-    NS,
-  ]);
+  const r = await verifyWithProvenance(artefact, provenance);
   expect(r.stderr).not.toMatch(/problem/);
   expect(r.code).toBe(0);
   expect(r.stdout).toMatch(/^OK: /);
@@ -122,16 +127,7 @@ test('the provenance next to the artefact and its namespace are found without op
 test('a tampered artefact fails: signature and provenance digest both mismatch', async () => {
   const { artefact, provenance } = await signedArtefact('eessi-2023.06-software-linux-aarch64-3.tar.gz');
   await fs.appendFile(artefact, 'malicious payload');
-  const r = await runCli([
-    'verify',
-    artefact,
-    '--allowed-signers',
-    allowed,
-    '--provenance',
-    provenance,
-    '--namespace',
-    NS,
-  ]);
+  const r = await verifyWithProvenance(artefact, provenance);
   expect(r.code).toBe(1);
   expect(r.stderr).toMatch(/^FAILED: /);
   expect(r.stderr).toMatch(/problem: artefact signature: .*does not verify/);
@@ -144,16 +140,7 @@ test('a wrong namespace fails', async () => {
     'eessi-2023.06-software-linux-x86_64-4.tar.gz',
     'another-bot',
   );
-  const r = await runCli([
-    'verify',
-    artefact,
-    '--allowed-signers',
-    allowed,
-    '--provenance',
-    provenance,
-    '--namespace',
-    NS,
-  ]);
+  const r = await verifyWithProvenance(artefact, provenance);
   expect(r.code).toBe(1);
   expect(r.stderr).toMatch(/problem: artefact signature: .*namespace/);
   expect(r.stderr).toMatch(/problem: provenance signature: .*namespace/);
@@ -162,16 +149,7 @@ test('a wrong namespace fails', async () => {
 test('a genuine provenance of another artefact does not vouch for this one', async () => {
   const a = await signedArtefact('eessi-2023.06-software-linux-x86_64-5.tar.gz');
   const b = await signedArtefact('eessi-2023.06-software-linux-x86_64-6.tar.gz');
-  const r = await runCli([
-    'verify',
-    a.artefact,
-    '--allowed-signers',
-    allowed,
-    '--provenance',
-    b.provenance,
-    '--namespace',
-    NS,
-  ]);
+  const r = await verifyWithProvenance(a.artefact, b.provenance);
   expect(r.code).toBe(1);
   expect(r.stderr).toMatch(
     /provenance is about another file: its subject is eessi-2023.06-software-linux-x86_64-6.tar.gz/,

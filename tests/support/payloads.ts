@@ -144,19 +144,8 @@ export function post(
     let answered = false;
     const req = http.request(url, { method: 'POST', headers: all, agent: opts.agent ?? false }, (res) => {
       answered = true;
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, text, json });
-      });
+      collectReply(res, resolve);
     });
     req.on('error', (err) => {
       if (!answered) reject(err);
@@ -172,6 +161,22 @@ export function post(
   });
 }
 
+/** Read a response to its end: status, text, and the JSON it holds (undefined if none). */
+function collectReply(res: http.IncomingMessage, resolve: (r: Reply) => void): void {
+  const chunks: Buffer[] = [];
+  res.on('data', (c: Buffer) => chunks.push(c));
+  res.on('end', () => {
+    const text = Buffer.concat(chunks).toString('utf8');
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    resolve({ status: res.statusCode ?? 0, text, json });
+  });
+}
+
 /** Send a delivery to a webhook URL. */
 export function send(url: string, d: Delivery, opts: PostOptions = {}): Promise<Reply> {
   return post(url, d.body, d.headers, opts);
@@ -182,18 +187,7 @@ export function get(url: string): Promise<Reply> {
   return new Promise((resolve, reject) => {
     http
       .get(url, { agent: false }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, text, json });
-        });
+        collectReply(res, resolve);
       })
       .on('error', reject);
   });

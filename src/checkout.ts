@@ -4,9 +4,10 @@
  * - One bare mirror per repository (`jobdirs/mirrors/<owner>/<repo>.git`) and ONE fetch per run: the first
  *   job of a run fetches, merges (in the bare mirror, with `git merge-tree`) and records the SHAs in
  *   `run_NNN/checkout.json`; the other jobs of the run reuse that record.
- * - Each job dir becomes a cheap checkout of the merge commit: `git init` plus an alternates link to the
- *   mirror's objects, so no object is copied.
- * - Untracked bot files (state.json) are never overwritten: a PR that would clobber them fails to check out.
+ * - Each job's work tree (`<jobdir>/work`) becomes a cheap checkout of the merge commit: `git init` plus
+ *   an alternates link to the mirror's objects, so no object is copied.
+ * - Every attempt checks out into a fresh `work.partial/` and renames it into place, so an attempt killed
+ *   half-way (a stale `index.lock`, half the files) never makes the next one fail.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -16,6 +17,7 @@ import type { JobData } from './job.js';
 import { writeJobCfg, JobConfigError } from './jobConfig.js';
 import { codeSpan } from './markdown.js';
 import type { WorkDir } from './stages/context.js';
+import { finishWorkTree, startWorkTree, workTreeOf } from './workTree.js';
 
 export interface CheckoutShas {
   head_sha: string;
@@ -26,7 +28,7 @@ export interface CheckoutShas {
 export class CheckoutError extends Error {
   constructor(
     message: string,
-    readonly step: 'fetch' | 'merge' | 'checkout' | 'config',
+    readonly step: 'fetch' | 'merge' | 'config',
     readonly detail: string,
     readonly tip: string,
   ) {
@@ -64,10 +66,13 @@ export async function prepareJobCheckout(work: WorkDir<JobData>): Promise<Checko
   const shas =
     (await readJsonIfExists<CheckoutShas & { mirror: string }>(record)) ??
     (await fetchAndMerge(work, record));
-  await checkoutInto(work.dir, shas.mirror, shas.merge_sha);
+  const user = await work.deps.account.user();
+  const partial = await startWorkTree(work.dir, user);
+  await checkoutInto(partial, shas.mirror, shas.merge_sha);
   try {
     await writeJobCfg(
-      work.dir,
+      partial,
+      workTreeOf(work.dir),
       work.deps.config.build,
       work.state.data.target,
       work.state.data.exportVariables,
@@ -83,6 +88,7 @@ export async function prepareJobCheckout(work: WorkDir<JobData>): Promise<Checko
     }
     throw err;
   }
+  await finishWorkTree(work.dir, partial, user);
   return { head_sha: shas.head_sha, base_sha: shas.base_sha, merge_sha: shas.merge_sha };
 }
 
@@ -154,21 +160,10 @@ async function fetchAndMerge(
   return shas;
 }
 
-async function checkoutInto(jobDir: string, mirror: string, merge: string): Promise<void> {
-  const current = await git(['-C', jobDir, 'rev-parse', '--verify', '--quiet', 'HEAD']).catch(() => '');
-  if (current.trim() === merge) return;
-  await git(['init', '--quiet', jobDir]);
-  const alternates = path.join(jobDir, '.git', 'objects', 'info', 'alternates');
+/** A failure here (disk full, a path this file system refuses) is retried by the poller with backoff. */
+async function checkoutInto(tree: string, mirror: string, merge: string): Promise<void> {
+  await git(['init', '--quiet', tree]);
+  const alternates = path.join(tree, '.git', 'objects', 'info', 'alternates');
   await fs.writeFile(alternates, path.join(mirror, 'objects') + '\n');
-  try {
-    await git(['-C', jobDir, 'checkout', '--quiet', '--detach', merge]);
-  } catch (err) {
-    if (!(err instanceof GitError)) throw err;
-    throw new CheckoutError(
-      'the PR tree could not be checked out into the job directory',
-      'checkout',
-      err.stderr,
-      'a file in the PR may collide with a file the bot keeps in the job directory (state.json, job.json, cfg/)',
-    );
-  }
+  await git(['-C', tree, 'checkout', '--quiet', '--detach', merge]);
 }

@@ -9,17 +9,19 @@ import { Command, Option } from 'commander';
 import YAML from 'yaml';
 import {
   ConfigError,
+  configErrorAt,
   configPathFrom,
   describeSecretsSources,
   loadConfig,
   secretEnvNames,
   type Config,
 } from './config.js';
-import { collectGarbage, parseAge } from './gc.js';
+import { collectGarbage, formatGcReport, parseAge } from './gc.js';
 import { createLogger } from './log.js';
 import { SAMPLE, sendSampleEvent } from './sampleEvent.js';
 import { loadWebhookSecret } from './secrets.js';
 import { startServer } from './server.js';
+import { checkSite } from './siteCheck.js';
 import { runPollerCommand } from './poller.js';
 import { runVerifyCommand } from './verify.js';
 
@@ -29,6 +31,14 @@ function configOption() {
 
 function load(opts: { config?: string }): Config {
   return loadConfig(configPathFrom(opts.config));
+}
+
+/** Load site.yaml and check it against this machine (secrets out of the jobs' reach, the job user). */
+async function loadChecked(opts: { config?: string }): Promise<{ config: Config; warnings: string[] }> {
+  const config = load(opts);
+  const { errors, warnings } = await checkSite(config);
+  if (errors.length > 0) throw configErrorAt(config, errors);
+  return { config, warnings };
 }
 
 const program = new Command()
@@ -42,7 +52,7 @@ program
   .addOption(configOption())
   .option('--insecure-skip-signature', 'DEVELOPMENT ONLY: accept unsigned deliveries')
   .action(async (opts: { config?: string; insecureSkipSignature?: boolean }) => {
-    const config = load(opts);
+    const { config } = await loadChecked(opts);
     const logger = createLogger('server');
     let secret: string | undefined;
     if (opts.insecureSkipSignature) {
@@ -83,16 +93,18 @@ program
   .option('--dir <path>', 'advance only this event or job directory, then exit')
   .option('--replay <path>', 'start a finished event over as a new run_NNN, then exit')
   .action(async (opts: { config?: string; once?: boolean; dir?: string; replay?: string }) => {
-    const config = load(opts);
-    process.exitCode = await runPollerCommand(config, createLogger('poller'), opts);
+    const { config, warnings } = await loadChecked(opts);
+    const logger = createLogger('poller');
+    for (const w of warnings) logger.warn(w);
+    process.exitCode = await runPollerCommand(config, logger, opts);
   });
 
 program
   .command('start')
   .description('run the server and the poller together (two processes)')
   .addOption(configOption())
-  .action((opts: { config?: string }) => {
-    load(opts); // fail fast, with exit code 2, before starting anything
+  .action(async (opts: { config?: string }) => {
+    await loadChecked(opts); // fail fast, with exit code 2, before starting anything
     const self = fileURLToPath(import.meta.url);
     const extra = opts.config ? ['--config', opts.config] : [];
     // Started as `node --import tsx src/cli.ts` the loader is in execArgv; started through
@@ -136,18 +148,17 @@ program
 
 program
   .command('gc')
-  .description('remove old trash and finished event history')
+  .description(
+    'prune old trash, delivery claims, unused mirrors and records of finished work; never an open PR',
+  )
   .addOption(configOption())
   .requiredOption('--older-than <age>', 'age such as 30d, 12h or 90m')
-  .option('--dry-run', 'only print what would be removed')
+  .option('--dry-run', 'only print what would be removed and freed, per category')
   .action(async (opts: { config?: string; olderThan: string; dryRun?: boolean }) => {
     const config = load(opts);
-    const { removed, bytes } = await collectGarbage(config, parseAge(opts.olderThan), opts.dryRun === true);
-    for (const r of removed)
-      process.stdout.write(`${opts.dryRun ? 'would remove' : 'removed'} ${r.path} (${r.bytes} bytes)\n`);
-    process.stdout.write(
-      `${opts.dryRun ? 'would free' : 'freed'} ${bytes} bytes in ${removed.length} director${removed.length === 1 ? 'y' : 'ies'}\n`,
-    );
+    const dryRun = opts.dryRun === true;
+    const result = await collectGarbage(config, parseAge(opts.olderThan), dryRun);
+    process.stdout.write(formatGcReport(result, dryRun));
   });
 
 program
@@ -174,8 +185,11 @@ configCmd
   .command('check')
   .description('validate site.yaml and print the effective config (secrets are never in it)')
   .addOption(configOption())
-  .action((opts: { config?: string }) => {
+  .action(async (opts: { config?: string }) => {
     const config = load(opts);
+    const { errors, warnings } = await checkSite(config);
+    if (errors.length > 0) throw configErrorAt(config, errors);
+    for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
     const effective = redactSecretValues({ ...config, secrets: describeSecretsSources(config) }, config);
     process.stdout.write(`# ${config.source}: OK\n`);
     process.stdout.write(redactSecretValues(YAML.stringify(effective), config));

@@ -2,26 +2,29 @@
  * Parsing `bot:` commands from a PR comment. Pure functions, compatible with the EESSI bot's syntax:
  * one command per line, `^bot:[ ]?(.*)$` (case-sensitive), several commands per comment.
  *
- * Differences from the EESSI bot, on purpose: indented command lines count (the anchor's pre-check
- * missed them), `for:`/`on:` keys need at least 3 letters (the anchor let `a` set both keys), and
- * every mistake is reported with the correct syntax instead of being dropped silently.
+ * Differences from the EESSI bot, on purpose: only lines a reader sees as plain text count (see
+ * commandLines.ts; indented lines of a paragraph count, lines in code, quotes, lists or HTML comments
+ * do not), `for:`/`on:` keys need at least 3 letters (the anchor let `a` set both keys), every command
+ * takes `inst:`, and every mistake is reported with the correct syntax instead of being dropped silently.
  */
 
+import { COMMAND_LINE_RE, commandLines } from './commandLines.js';
 import { codeSpan } from './markdown.js';
+import { patternMatches } from './targets.js';
 
-export const COMMAND_LINE_RE = /^bot:[ ]?(.*)$/;
+export { COMMAND_LINE_RE };
 
 /** Comments with more commands than this get only the first ones handled, and say so. */
 export const MAX_COMMANDS_PER_COMMENT = 20;
 
 export const COMMAND_SYNTAX = {
-  help: 'bot: help',
-  show_config: 'bot: show_config',
-  status: 'bot: status [last_build]',
+  help: 'bot: help [inst:<instance>]',
+  show_config: 'bot: show_config [inst:<instance>]',
+  status: 'bot: status [last_build] [inst:<instance>]',
   build:
     'bot: build [on:arch=<cpu>[,accel=<gpu>]] for:arch=<cpu>[,accel=<gpu>] [repo:<repo_id>] [inst:<instance>] [exportvariable:NAME=value]',
-  cancel: 'bot: cancel [job:<job id>] [repo:<repo_id>] [arch:<cpu>] [accel:<gpu>]',
-  deploy: 'bot: deploy',
+  cancel: 'bot: cancel [job:<job id>] [repo:<repo_id>] [arch:<cpu>] [accel:<gpu>] [inst:<instance>]',
+  deploy: 'bot: deploy [inst:<instance>]',
 } as const;
 
 export type CommandName = keyof typeof COMMAND_SYNTAX;
@@ -66,22 +69,18 @@ export class CommandSyntaxError extends Error {}
 
 const quote = (s: string) => codeSpan(s, 60);
 
-/** All command lines of a comment body, in order (at most `limit`), plus how many were dropped. */
-export function extractCommandLines(body: string, limit = MAX_COMMANDS_PER_COMMENT) {
-  const lines: string[] = [];
-  let dropped = 0;
-  for (const raw of body.split(/\r?\n/)) {
-    const m = COMMAND_LINE_RE.exec(raw.trim());
-    if (!m || m[1]!.trim() === '') continue;
-    if (lines.length < limit) lines.push(m[1]!.trim());
-    else dropped++;
-  }
-  return { lines, dropped };
-}
-
-export function parseBotCommands(body: string, limit = MAX_COMMANDS_PER_COMMENT) {
-  const { lines, dropped } = extractCommandLines(body, limit);
-  return { commands: lines.map(parseBotCommand), dropped };
+/**
+ * The commands of a comment for `instance` (all of them when it is undefined), at most `limit`, how many
+ * more there were, and how many were left out because their `inst:` names other instances.
+ */
+export function parseBotCommands(body: string, instance?: string, limit = MAX_COMMANDS_PER_COMMENT) {
+  const parsed = commandLines(body).map(parseBotCommand);
+  const mine = parsed.filter((c) => instance === undefined || isForInstance(c, instance));
+  return {
+    commands: mine.slice(0, limit),
+    dropped: Math.max(0, mine.length - limit),
+    forOtherInstances: parsed.length - mine.length,
+  };
 }
 
 export function parseBotCommand(line: string): ParsedCommand {
@@ -193,9 +192,11 @@ export function normalizeTarget(component: string, value: string): string {
   return value;
 }
 
+/** `inst:` is accepted by every command; it decides which instances answer (see isForInstance). */
 function validateForCommand(cmd: CommandName, args: CommandArgs): void {
   const hasTargets = args.for !== undefined || Object.keys(args.on).length > 0;
-  const hasFilters = Object.keys(args.filters).length > 0 || args.exportVariables.length > 0;
+  const hasFilters =
+    Object.keys(args.filters).some((k) => k !== 'instance') || args.exportVariables.length > 0;
   switch (cmd) {
     case 'build':
       if (!args.for) {
@@ -207,21 +208,46 @@ function validateForCommand(cmd: CommandName, args: CommandArgs): void {
       if (args.general.length > 0) throw unexpected(args.general);
       return;
     case 'status':
-      if (hasTargets || hasFilters) throw new CommandSyntaxError('`status` takes no filters');
+      if (hasTargets || hasFilters) throw new CommandSyntaxError('`status` takes no filters but `inst:`');
       if (args.general.some((g) => g !== 'last_build'))
         throw unexpected(args.general.filter((g) => g !== 'last_build'));
       return;
     case 'cancel':
-      if (hasTargets || args.exportVariables.length > 0 || args.filters.instance !== undefined) {
-        throw new CommandSyntaxError('`cancel` takes only `job:`, `repo:`, `arch:` and `accel:` filters');
+      if (hasTargets || args.exportVariables.length > 0) {
+        throw new CommandSyntaxError(
+          '`cancel` takes only `job:`, `repo:`, `arch:`, `accel:` and `inst:` filters',
+        );
       }
       if (args.general.length > 0) throw unexpected(args.general);
       return;
     default:
       if (hasTargets || hasFilters || args.general.length > 0) {
-        throw new CommandSyntaxError(`\`${cmd}\` takes no arguments`);
+        throw new CommandSyntaxError(`\`${cmd}\` takes no arguments but \`inst:\``);
       }
   }
+}
+
+/** A command with `inst:<pattern>` is for the instances whose name matches; the others stay silent. */
+export function isForInstance(cmd: ParsedCommand, instance: string): boolean {
+  const pattern = cmd.ok ? cmd.args.filters.instance : undefined;
+  return pattern === undefined || patternMatches(pattern, instance);
+}
+
+/**
+ * `labels.default_build_command`: a `build` command, with or without its `bot:` prefix. Used both by
+ * `config check` and by the `bot:build` label (for configurations loaded before the check existed).
+ */
+export function parseLabelBuildCommand(text: string): ParsedCommand {
+  const trimmed = text.trim();
+  const cmd = parseBotCommand(COMMAND_LINE_RE.exec(trimmed)?.[1]?.trim() ?? trimmed);
+  if (!cmd.ok || cmd.name === 'build') return cmd;
+  return {
+    ok: false,
+    line: cmd.line,
+    name: cmd.name,
+    error: `${quote(cmd.name)} is not a build command`,
+    syntax: COMMAND_SYNTAX.build,
+  };
 }
 
 function unexpected(tokens: string[]): CommandSyntaxError {

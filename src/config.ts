@@ -4,9 +4,11 @@
  * Secrets never live in this file: it names the environment variables or files that hold them.
  */
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isNode, isScalar, isSeq, type Document } from 'yaml';
 import { z } from 'zod';
+import { parseLabelBuildCommand } from './commands.js';
 import { prefixTemplateProblem } from './uploaders/paths.js';
 
 export const CHATLEVELS = ['incognito', 'minimal', 'basic', 'chatty'] as const;
@@ -120,6 +122,8 @@ export const siteSchema = z.strictObject({
     .strictObject({
       schedule: z.string().default('*/10 * * * * *'),
       max_attempts: z.number().int().positive().default(10),
+      concurrency: z.number().int().min(1).max(32).default(4),
+      max_replies_per_tick: z.number().int().positive().default(20),
     })
     .prefault({}),
   chatlevel: z.enum(CHATLEVELS).default('basic'),
@@ -136,10 +140,23 @@ export const siteSchema = z.strictObject({
       build: z.enum(['hint', 'build_defaults']).default('hint'),
       default_build_command: z.string().default(''),
     })
+    .superRefine((labels, ctx) => {
+      if (labels.default_build_command.trim() === '') return;
+      const cmd = parseLabelBuildCommand(labels.default_build_command);
+      if (!cmd.ok) {
+        const input = labels.default_build_command;
+        ctx.addIssue({ code: 'custom', path: ['default_build_command'], message: cmd.error, input });
+      }
+    })
     .prefault({}),
   backend: z
     .strictObject({
       kind: z.enum(['local', 'slurm']).default('local'),
+      /** The unprivileged Unix user that runs jobs (through sudo); unset, jobs run as the bot's own user. */
+      run_as: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_-]{0,31}$/, { message: 'expected a Unix user name' })
+        .optional(),
       local: z.strictObject({ max_parallel: z.number().int().positive().default(2) }).prefault({}),
       slurm: z
         .strictObject({
@@ -242,6 +259,28 @@ export function parseConfig(text: string, file: string): Config {
     );
   }
   return resolvePaths({ ...result.data, source: path.resolve(file) });
+}
+
+/**
+ * A ConfigError for problems found after parsing (e.g. by `checkSite`), with each key's line in the file
+ * (or the line of its nearest parent that is written there, for a key left at its default).
+ */
+export function configErrorAt(
+  cfg: Config,
+  problems: Array<{ keyPath: string; message: string }>,
+): ConfigError {
+  let text = '';
+  try {
+    text = readFileSync(cfg.source, 'utf8');
+  } catch {
+    /* the lines stay unknown */
+  }
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines });
+  return new ConfigError(
+    cfg.source,
+    problems.map((p) => ({ ...p, line: text ? lineOf(doc, p.keyPath.split('.'), lines) : undefined })),
+  );
 }
 
 /** The key path of the innermost mapping key or sequence item around `offset` (for YAML syntax errors). */
@@ -385,6 +424,12 @@ export function secretEnvNames(cfg: Config): string[] {
   return [cfg.github.webhook_secret_env, cfg.github.token_env].filter((n): n is string => Boolean(n));
 }
 
-export function webhookSecretFile(cfg: Config): string {
-  return cfg.github.webhook_secret_file ?? path.join(cfg.jobdirs, '.secrets', 'webhook-secret');
+/** Outside jobdirs by default, so that no job can reach it: `$XDG_CONFIG_HOME/hpcbot/` or `~/.config/hpcbot/`. */
+export function webhookSecretFile(cfg: Config, env = process.env): string {
+  return cfg.github.webhook_secret_file ?? path.join(userConfigDir(env), 'webhook-secret');
+}
+
+export function userConfigDir(env = process.env): string {
+  const base = env.XDG_CONFIG_HOME || path.join(env.HOME || os.homedir(), '.config');
+  return path.join(path.resolve(base), 'hpcbot');
 }

@@ -7,13 +7,16 @@ import path from 'node:path';
 import {
   createFileExclusive,
   createSyncedFile,
+  exists,
   fsyncDir,
+  isTempName,
   mkdirDurable,
   publishDir,
   tempName,
 } from './fsutil.js';
 import { crashPoint } from './crashPoint.js';
-import { JobDirs, isValidOwner, isValidRepoName, type EventScope } from './jobdirs.js';
+import { JobDirs, isValidDeliveryId, isValidOwner, isValidRepoName, type EventScope } from './jobdirs.js';
+import { STATE_FILE } from './state.js';
 
 /** Events about a pull request; they are stored under pr_<N>. */
 const PR_EVENTS = new Set([
@@ -193,4 +196,65 @@ export function renderEventFile(ev: IncomingEvent): string {
 
 export async function readEventFile(eventDir: string): Promise<StoredEvent> {
   return JSON.parse(await fs.readFile(path.join(eventDir, EVENT_FILE), 'utf8')) as StoredEvent;
+}
+
+export interface RepairReport {
+  /** Event dirs that were complete but not in the pending-work index, and now are. */
+  queued: string[];
+  /** Delivery ids whose claim named no event dir; a redelivery is now stored as new. */
+  released: string[];
+  /** Claims or event files that storeEvent cannot have written (hand-edited?); left as they are. */
+  unreadable: string[];
+}
+
+/**
+ * Complete or roll back every delivery that a killed server left half-published; the server runs it
+ * at start, before it listens. None of them was acknowledged, and GitHub does not redeliver on its
+ * own, so each is settled here from what is on disk. For each claim (`deliveries/<id>`):
+ *
+ * - its event dir is in place, the poller never saw it (no state file) and it is not in the index:
+ *   the dir is complete (it was moved into place whole), so it is indexed as storeEvent would have;
+ * - its event dir is not there: the claim is released, so a redelivery is stored as new. (A claim
+ *   whose event was processed and then moved to the trash is released too; that is harmless, since
+ *   its redelivery would have been stored again where the claim points anyway.)
+ *
+ * Staged dirs in `.incoming/` are never acknowledged events; they go with the other temp files
+ * (removeStaleTemps). Each step is one link or unlink, so an interrupted repair is finished by the next
+ * start, and a repeated one changes nothing.
+ */
+export async function repairDeliveries(jobdirs: JobDirs): Promise<RepairReport> {
+  const report: RepairReport = { queued: [], released: [], unreadable: [] };
+  let ids: string[];
+  try {
+    ids = (await fs.readdir(jobdirs.deliveriesDir)).filter((n) => !isTempName(n) && isValidDeliveryId(n));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return report;
+    throw err;
+  }
+  for (const id of ids.sort()) {
+    const claim = path.join(jobdirs.deliveriesDir, id);
+    let eventDir: string;
+    try {
+      eventDir = jobdirs.resolve((await fs.readFile(claim, 'utf8')).trim());
+    } catch {
+      report.unreadable.push(claim);
+      continue;
+    }
+    if (!(await exists(eventDir))) {
+      await fs.rm(claim, { force: true });
+      report.released.push(id);
+      continue;
+    }
+    // In this order: the poller writes the state file before it drops the index entry.
+    if ((await jobdirs.isQueued(eventDir)) || (await exists(path.join(eventDir, STATE_FILE)))) continue;
+    const stored = await readEventFile(eventDir).catch(() => undefined);
+    if (stored?.delivery !== id) {
+      report.unreadable.push(path.join(eventDir, EVENT_FILE));
+      continue;
+    }
+    await enqueueEventDir(jobdirs, claim, eventDir);
+    report.queued.push(eventDir);
+  }
+  if (report.released.length > 0) await fsyncDir(jobdirs.deliveriesDir);
+  return report;
 }

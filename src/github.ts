@@ -5,7 +5,12 @@
  *   installation token for 59 of its 60 minutes and then requests a new one), a personal token from an
  *   env var, or nothing.
  * - Octokit with plugin-retry (5xx, network errors, plain 429) and plugin-throttling (primary and
- *   secondary rate limits), both with bounded retries. `github.api_url` is the base URL of every
+ *   secondary rate limits), both with bounded retries. plugin-throttling also paces writes, one at a
+ *   time: 1 s apart, and 3 s apart for those that notify people (new comments). We keep that pace on
+ *   purpose: it stays below GitHub's documented secondary limits (80 new contents a minute, mutative
+ *   requests 1 s apart), and once one is hit GitHub refuses the bot's writes for a minute or more,
+ *   job comments included. The poller bounds the replies of a tick (`poller.max_replies_per_tick`) and advances jobs
+ *   before events, so the pace never holds up job tracking. `github.api_url` is the base URL of every
  *   request, including the App's token requests. A call that still fails throws `GitHubError`; the
  *   caller leaves its stage pending and the next poller tick tries again.
  * - Dry run: reads still go to the API; comments are written to (and read from)

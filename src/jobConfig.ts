@@ -52,13 +52,15 @@ export function renderExportVars(vars: ExportVariable[]): string {
   return vars.map((v) => `export ${v.name}='${v.value.replace(/'/g, `'\\''`)}'\n`).join('');
 }
 
+/** Writes `cfg/` into `dir`; `finalDir` is where the tree will be when the job runs (job.cfg names it). */
 export async function writeJobCfg(
-  jobDir: string,
+  dir: string,
+  finalDir: string,
   build: SiteConfig['build'],
   target: BuildTarget,
   vars: ExportVariable[],
 ) {
-  const cfgDir = path.join(jobDir, 'cfg');
+  const cfgDir = path.join(dir, 'cfg');
   await fs.mkdir(cfgDir, { recursive: true });
   let repo: Record<string, string> = {};
   if (build.repos_cfg_dir) {
@@ -71,6 +73,6 @@ export async function writeJobCfg(
       `repository ${target.repoId} has no section in ${build.repos_cfg_dir ?? '(build.repos_cfg_dir is not set)'}/repos.cfg`,
     );
   }
-  await writeFileAtomic(path.join(cfgDir, 'job.cfg'), renderJobCfg(build.site_config, target, cfgDir, repo));
+  await writeFileAtomic(path.join(cfgDir, 'job.cfg'), renderJobCfg(build.site_config, target, path.join(finalDir, 'cfg'), repo));
   if (vars.length > 0) await writeFileAtomic(path.join(cfgDir, 'export_vars.sh'), renderExportVars(vars));
 }

@@ -98,8 +98,14 @@ export class JobDirs {
     return abs;
   }
 
+  /** The dry-run store stands in for GitHub: other repositories' comments are none of a job's business. */
+  get dryRunDir(): string {
+    return path.join(this.root, 'dry-run');
+  }
+
   async ensureBaseDirs(): Promise<void> {
-    for (const d of [this.queueDir, this.deliveriesDir, this.locksDir]) await mkdirDurable(d);
+    for (const d of [this.queueDir, this.deliveriesDir, this.locksDir, this.dryRunDir]) await mkdirDurable(d);
+    await fs.chmod(this.dryRunDir, 0o700);
   }
 
   // ---- pending-work index -------------------------------------------------------------------

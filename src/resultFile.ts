@@ -9,12 +9,14 @@
  *
  * These files are written by scripts from the PR: everything in them is hostile. The description is
  * reduced to a safe subset of HTML (details, summary, lists, code, emphasis, line breaks) and
- * markdown (code spans, emoji); anything else is escaped. Files are read up to a size limit.
+ * markdown (code spans, emoji), with its tags balanced; anything else is escaped. A file over the size
+ * limit, or one that is a link or not a regular file, is not read at all: the job is UNKNOWN and its
+ * comment says why.
  */
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { parseIni, type IniSections } from './ini.js';
 import type { ResultSummary } from './job.js';
+import { openJobFile, readHead } from './jobFile.js';
+import { workTreeOf } from './workTree.js';
 
 export const MAX_RESULT_FILE_BYTES = 64 * 1024;
 const MAX_DESCRIPTION_CHARS = 4000;
@@ -36,22 +38,52 @@ const SAFE_TAGS = new Set([
   'sup',
 ]);
 
-/** Keep attribute-free safe tags; escape everything else that HTML or markdown would interpret. */
+const VOID_TAGS = new Set(['br']);
+
+/**
+ * Keep attribute-free safe tags, balanced: a closing tag with no open match is escaped, a closing tag
+ * closes whatever is still open inside its match, and what is left open is closed at the end; so a
+ * description cannot close or leave open a block of the comment around it. Everything else that HTML
+ * or markdown would interpret is escaped.
+ */
 export function sanitizeDescription(input: string): string {
   const text = input.replace(/[\r\n]+/g, ' ').slice(0, MAX_DESCRIPTION_CHARS);
+  const open: string[] = [];
+  const close = (n: number) =>
+    open
+      .splice(open.length - n)
+      .reverse()
+      .map((t) => `</${t}>`)
+      .join('');
   let out = '';
   let i = 0;
   while (i < text.length) {
     const tag = /^<(\/?)([a-z]+)\s*(\/?)>/i.exec(text.slice(i));
-    if (tag && SAFE_TAGS.has(tag[2]!.toLowerCase())) {
-      out += `<${tag[1]}${tag[2]!.toLowerCase()}${tag[3] ? '/' : ''}>`;
-      i += tag[0].length;
+    const name = tag?.[2]!.toLowerCase();
+    if (tag && name && SAFE_TAGS.has(name)) {
+      const [whole, closing, , selfClosing] = tag;
+      if (VOID_TAGS.has(name)) {
+        if (!closing) out += `<${name}${selfClosing ? '/' : ''}>`;
+        else out += escapeText(whole);
+      } else if (closing) {
+        const at = open.lastIndexOf(name);
+        out += at < 0 ? escapeText(whole) : close(open.length - at);
+      } else {
+        // `<details/>` opens a details element in HTML too: the slash means nothing on it.
+        open.push(name);
+        out += `<${name}>`;
+      }
+      i += whole.length;
       continue;
     }
     out += escapeChar(text[i]!);
     i++;
   }
-  return out;
+  return out + close(open.length);
+}
+
+function escapeText(s: string): string {
+  return [...s].map(escapeChar).join('');
 }
 
 function escapeChar(c: string): string {
@@ -99,34 +131,41 @@ function codeName(name: string): string {
   return `\`${name.replace(/`/g, '')}\``;
 }
 
-async function readLimited(file: string): Promise<string | undefined> {
-  let handle;
+/** What became of reading one result file: its text, why it was not read, or undefined if missing. */
+type ReadResult = { text: string } | { unread: string } | undefined;
+
+async function readLimited(root: string, name: string): Promise<ReadResult> {
+  const opened = await openJobFile(root, name);
+  if (!opened.ok) return opened.missing ? undefined : { unread: opened.reason };
   try {
-    const st = await fs.lstat(file);
-    if (!st.isFile()) return undefined; // symlinks, devices and fifos are not results
-    handle = await fs.open(file, 'r');
-    const buf = Buffer.alloc(Math.min(st.size, MAX_RESULT_FILE_BYTES));
-    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
-    return buf.subarray(0, bytesRead).toString('utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
+    if (opened.stat.size > MAX_RESULT_FILE_BYTES) return { unread: tooLong(`${opened.stat.size} bytes, `) };
+    const head = await readHead(opened.handle, MAX_RESULT_FILE_BYTES + 1);
+    // It may have grown since the fstat.
+    if (head.length > MAX_RESULT_FILE_BYTES) return { unread: tooLong('') };
+    return { text: head.toString('utf8') };
   } finally {
-    await handle?.close();
+    await opened.handle.close();
   }
 }
 
-export async function readResultFiles(jobDir: string, jobId: string) {
-  const resultName = `_bot_job${jobId}.result`;
-  const testName = `_bot_job${jobId}.test`;
-  const resultText = await readLimited(path.join(jobDir, resultName));
-  const testText = await readLimited(path.join(jobDir, testName));
+const tooLong = (size: string) => `is too long (${size}over the limit of ${MAX_RESULT_FILE_BYTES} bytes)`;
+
+/** A result file that is there but was not read (`reason` is the bot's own text): UNKNOWN, saying why. */
+export function unreadResult(fileName: string, reason: string): ParsedResult {
   return {
-    result: interpretResult(
-      resultText === undefined ? undefined : parseIni(resultText),
-      'result',
-      resultName,
-    ),
-    test: interpretResult(testText === undefined ? undefined : parseIni(testText), 'test', testName),
+    summary: { status: 'UNKNOWN', description: `${fileName} ${reason} and was not read`, artefacts: [] },
+    descriptionHtml: `:shrug: UNKNOWN (${codeName(fileName)} ${reason} and was not read)`,
   };
+}
+
+/** Read `_bot_job<ID>.result` and `.test` from the job's work tree. */
+export async function readResultFiles(jobDir: string, jobId: string) {
+  const tree = workTreeOf(jobDir);
+  const read = async (kind: 'result' | 'test') => {
+    const name = `_bot_job${jobId}.${kind}`;
+    const r = await readLimited(tree, name);
+    if (r && 'unread' in r) return unreadResult(name, r.unread);
+    return interpretResult(r === undefined ? undefined : parseIni(r.text), kind, name);
+  };
+  return { result: await read('result'), test: await read('test') };
 }

@@ -9,7 +9,7 @@ import { Webhooks } from '@octokit/webhooks';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
-import { classifyEvent, incomingDir, storeEvent } from './eventStore.js';
+import { classifyEvent, incomingDir, repairDeliveries, storeEvent } from './eventStore.js';
 import { mkdirDurable, removeStaleTemps } from './fsutil.js';
 import { JobDirs, isValidDeliveryId } from './jobdirs.js';
 
@@ -205,6 +205,20 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
   let stale = 0;
   for (const dir of [incoming, jobdirs.deliveriesDir]) stale += await removeStaleTemps(dir);
   if (stale > 0) opts.logger.info({ removed: stale }, 'removed temp files left by a killed server');
+  // Deliveries a killed server left half-published: never acknowledged, and GitHub will not resend them.
+  const repaired = await repairDeliveries(jobdirs);
+  if (repaired.queued.length > 0 || repaired.released.length > 0) {
+    opts.logger.warn(
+      { queued: repaired.queued.map((d) => jobdirs.relative(d)), released: repaired.released },
+      'completed or released deliveries that a killed server left half-published',
+    );
+  }
+  if (repaired.unreadable.length > 0) {
+    opts.logger.error(
+      { files: repaired.unreadable },
+      'the server did not write these; they are left as they are',
+    );
+  }
   const app = createApp(opts);
   return await new Promise((resolve, reject) => {
     const server = app.listen(opts.config.server.port, opts.config.server.host, (err?: Error) => {

@@ -1,14 +1,17 @@
 /**
  * The `bot:` command parser (src/commands.ts): a table of lines and what they parse to, the comment-level
- * extraction (one command per line, case-sensitive, indentation, limits), and hostile input.
+ * extraction (src/commandLines.ts: one command per line, case-sensitive, only plain top-level paragraph
+ * text, limits), `inst:` on every command, and hostile input.
  */
+import { commandLines } from '../src/commandLines.js';
 import {
   COMMAND_SYNTAX,
   MAX_COMMANDS_PER_COMMENT,
   expandCommand,
-  extractCommandLines,
+  isForInstance,
   parseBotCommand,
   parseBotCommands,
+  parseLabelBuildCommand,
   type CommandArgs,
   type ParsedCommand,
 } from '../src/commands.js';
@@ -44,6 +47,22 @@ describe('valid commands: what each line parses to', () => {
     ['status last_build', 'status', args({ general: ['last_build'] }), 'status last_build'],
     ['deploy', 'deploy', args({}), 'deploy'],
     ['cancel', 'cancel', args({}), 'cancel'],
+    // every command takes `inst:` (which instances answer)
+    ['help inst:test', 'help', args({ filters: { instance: 'test' } }), 'help instance:test'],
+    ['show_config ins:te*', 'show_config', args({ filters: { instance: 'te*' } }), 'show_config instance:te*'],
+    [
+      'status last_build inst:test',
+      'status',
+      args({ general: ['last_build'], filters: { instance: 'test' } }),
+      'status instance:test last_build',
+    ],
+    ['deploy inst:test', 'deploy', args({ filters: { instance: 'test' } }), 'deploy instance:test'],
+    [
+      'cancel job:7 inst:site-a',
+      'cancel',
+      args({ filters: { job: '7', instance: 'site-a' } }),
+      'cancel job:7 instance:site-a',
+    ],
     // `for:` alone is a native build: `on:` takes the same values.
     [
       `build for:arch=${zen4}`,
@@ -208,19 +227,19 @@ describe('mistakes: each says what was wrong and shows the correct syntax', () =
     ['build for:arch=zen4 exportvariable:A-B=x', '`exportvariable:` needs NAME=value', BUILD_SYNTAX],
     ['build for:arch=zen4 last_build', 'unexpected argument `last_build`', BUILD_SYNTAX],
     ['status foo', 'unexpected argument `foo`', COMMAND_SYNTAX.status],
-    ['status arch:zen4', '`status` takes no filters', COMMAND_SYNTAX.status],
+    ['status arch:zen4', '`status` takes no filters but `inst:`', COMMAND_SYNTAX.status],
     [
-      'cancel inst:test',
-      '`cancel` takes only `job:`, `repo:`, `arch:` and `accel:` filters',
+      'cancel for:arch=zen4',
+      '`cancel` takes only `job:`, `repo:`, `arch:`, `accel:` and `inst:` filters',
       COMMAND_SYNTAX.cancel,
     ],
-    ['cancel for:arch=zen4', '`cancel` takes only', COMMAND_SYNTAX.cancel],
     ['cancel exportvariable:A=1', '`cancel` takes only', COMMAND_SYNTAX.cancel],
     ['cancel everything', 'unexpected argument `everything`', COMMAND_SYNTAX.cancel],
     ['cancel job:', 'filter `job:` must be', COMMAND_SYNTAX.cancel],
-    ['help me', '`help` takes no arguments', COMMAND_SYNTAX.help],
-    ['show_config arch:zen4', '`show_config` takes no arguments', COMMAND_SYNTAX.show_config],
-    ['deploy now', '`deploy` takes no arguments', COMMAND_SYNTAX.deploy],
+    ['help me', '`help` takes no arguments but `inst:`', COMMAND_SYNTAX.help],
+    ['show_config arch:zen4', '`show_config` takes no arguments but `inst:`', COMMAND_SYNTAX.show_config],
+    ['deploy now', '`deploy` takes no arguments but `inst:`', COMMAND_SYNTAX.deploy],
+    ['deploy repo:eessi inst:test', '`deploy` takes no arguments but `inst:`', COMMAND_SYNTAX.deploy],
   ])('%j', (line, error, syntax) => {
     const parsed = bad(line);
     expect(parsed.line).toBe(line);
@@ -245,7 +264,9 @@ describe('finding the command lines of a comment', () => {
       ['help', 'status', 'show_config'],
     ],
     ['CRLF line ends', 'bot: help\r\nbot: status\r\n', ['help', 'status']],
-    ['indented lines count', '   bot: help\n\tbot: status', ['help', 'status']],
+    ['lines indented less than a code block count', '   bot: help\n  bot: status', ['help', 'status']],
+    // A paragraph's continuation lines may be indented any amount (an indented code block cannot interrupt it).
+    ['an indented continuation line of a paragraph counts', 'Hi\n\tbot: help\n        bot: status', ['help', 'status']],
     ['bare `bot:` is not a command', 'bot:\nbot: \nbot:\t', []],
     ['`Bot:` and `BOT:` are not commands (case-sensitive)', 'Bot: help\nBOT: help\nbOt: help', []],
     ['`bot:` must start the line', 'please bot: help\n> bot: help\n- bot: help\n`bot: help`', []],
@@ -255,7 +276,66 @@ describe('finding the command lines of a comment', () => {
     ['a no-break space after the colon is whitespace', 'bot:\u00a0help', ['help']],
     ['text around commands is ignored', 'Hi!\n\nbot: build for:arch=zen4\n\nThanks', ['build for:arch=zen4']],
   ])('%s', (_name, body, expected) => {
-    expect(extractCommandLines(body)).toEqual({ lines: expected, dropped: 0 });
+    expect(commandLines(body)).toEqual(expected);
+  });
+
+  // Only what a reader sees as plain text of a top-level paragraph is a command (CommonMark, as GitHub
+  // renders comments). The old line-by-line regex ran every one of these hidden or quoted lines.
+  test.each<[string, string, string[]]>([
+    ['fenced with backticks', 'Try this:\n\n```\nbot: build for:arch=zen4\n```\n', []],
+    ['fenced with tildes', '~~~sh\nbot: build for:arch=zen4\n~~~', []],
+    ['a fence that is never closed runs to the end', '```\nbot: help\n\nbot: status', []],
+    ['a longer fence is not closed by a shorter one', '````\n```\nbot: help\n````\nbot: status', ['status']],
+    ['indented code block (4 spaces)', 'Example:\n\n    bot: build for:arch=zen4\n', []],
+    ['indented code block (a tab)', '\tbot: build for:arch=zen4', []],
+    ['a code span spanning lines', 'run `this\nbot: build for:arch=zen4` later', []],
+    ['a block quote', '> bot: build for:arch=zen4', []],
+    ['a lazy continuation line of a block quote', '> I asked for\nbot: build for:arch=zen4', []],
+    ['a list item', '- bot: build for:arch=zen4\n1. bot: help', []],
+    ['a second line of a list item', '- first do\n  bot: build for:arch=zen4', []],
+    ['an HTML block', '<div>\nbot: build for:arch=zen4\n</div>', []],
+    ['a one-line HTML comment', '<!-- bot: build for:arch=zen4 -->', []],
+    ['a multi-line HTML comment', '<!--\nhidden:\nbot: build for:arch=zen4\n-->\nbot: help', []],
+    [
+      'a multi-line HTML comment, then a paragraph after a blank line',
+      '<!--\nbot: build for:arch=zen4\n-->\n\nbot: help',
+      ['help'],
+    ],
+    ['an HTML comment inside a paragraph', 'see <!--\nbot: build for:arch=zen4\n--> here', []],
+    ['inline HTML spanning lines', 'a <span title="\nbot: build for:arch=zen4">x</span>', []],
+    ['a character reference for the colon', 'bot&#58; build for:arch=zen4\nbot&colon; help', []],
+    ['a character reference for a letter', '&#98;ot: build for:arch=zen4', []],
+    ['a backslash escape', 'bot\\: help', []],
+    ['a setext heading', 'bot: help\n---', []],
+    ['an ATX heading', '# bot: help', []],
+    ['a link reference definition', '[x]: /url\n[y]: /url "\nbot: help"', []],
+    ['a line that starts inside emphasis', '*note\nbot: help*', []],
+    ['a normal top-level command', 'bot: build for:arch=zen4', ['build for:arch=zen4']],
+    [
+      'a command on its own line after other paragraph text',
+      'Thanks, looks good.\nbot: build for:arch=zen4\nbot: status',
+      ['build for:arch=zen4', 'status'],
+    ],
+    ['after a hard line break', 'Thanks  \nbot: help\\\nbot: status', ['help', 'status']],
+    ['after an inline comment that closed on the line before', 'a <!-- x -->\nbot: help', ['help']],
+    ['after a code block', '```\ncode\n```\nbot: help', ['help']],
+    ['after a block quote and a blank line', '> quoted\n\nbot: help', ['help']],
+    ['character references later in the line are kept as written', 'bot: build for:arch=zen4 &amp;', ['build for:arch=zen4 &amp;']],
+    ['a byte order mark before the first line', '\ufeffbot: help\nbot: status', ['help', 'status']],
+    ['a lone CR ends a line too', 'Hi\rbot: help', ['help']],
+  ])('%s', (_name, body, expected) => {
+    expect(commandLines(body)).toEqual(expected);
+  });
+
+  test('pathological markdown (60 kB of brackets, emphasis, backticks, comments) parses fast', () => {
+    for (const unit of ['[', '*a ', '`', '<!--', '> ', '- ', '<a ', '&#58;']) {
+      const body = `${unit.repeat(60_000 / unit.length)}\n\nbot: help`;
+      const started = performance.now();
+      const lines = commandLines(body);
+      expect(performance.now() - started).toBeLessThan(5_000);
+      // A trailing code fence, quote, list or unclosed comment may swallow the last line, nothing else.
+      expect(lines.length).toBeLessThanOrEqual(1);
+    }
   });
 
   test(`50 commands: the first ${MAX_COMMANDS_PER_COMMENT} are handled and the rest counted`, () => {

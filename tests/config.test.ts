@@ -194,7 +194,12 @@ describe('valid configs', () => {
       dry_run: false,
       webhook_secret_env: 'HPCBOT_WEBHOOK_SECRET',
     });
-    expect(cfg.poller).toEqual({ schedule: '*/10 * * * * *', max_attempts: 10 });
+    expect(cfg.poller).toEqual({
+      schedule: '*/10 * * * * *',
+      max_attempts: 10,
+      concurrency: 4,
+      max_replies_per_tick: 20,
+    });
     expect(cfg.chatlevel).toBe('basic');
     expect(cfg.permissions).toEqual({ command: [], build: [], deploy: [] });
     expect(cfg.labels).toEqual({ build: 'hint', default_build_command: '' });

@@ -1,12 +1,15 @@
 /** Deploy as a stage: permission, refusals, policies, hostile artefacts, rows, signing, crash-resume. */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { JobData } from '../src/job.js';
 import { selectJobs } from '../src/stages/deploy.js';
 import type { DirState } from '../src/state.js';
 import { verifyFile } from '../src/signing.js';
+import { workTreeOf } from '../src/workTree.js';
 import { PASSING_BOT } from './support/prRepo.js';
+import { killAll, runCli } from './support/spawn.js';
 import {
   jobDirsOf,
   openPr,
@@ -22,24 +25,31 @@ import {
 } from './support/botHarness.js';
 
 let h: Harness;
-afterEach(async () => h?.stop());
+afterEach(async () => {
+  await killAll();
+  await h?.stop();
+});
 
-async function setUp(policy: string, bot: Record<string, string> = PASSING_BOT) {
-  const key = path.join(
-    process.env.TMPDIR ?? '/tmp',
-    `hpcbot-deploy-key-${process.pid}-${Math.random().toString(16).slice(2)}`,
-  );
+const tmpName = (what: string) =>
+  path.join(os.tmpdir(), `hpcbot-deploy-${what}-${process.pid}-${Math.random().toString(16).slice(2)}`);
+
+/** A second node type, so that two jobs have different build targets. */
+const ZEN3 =
+  '    zen3:\n      os: linux\n      cpu_subdir: x86_64/amd/zen3\n      repo_targets: [eessi-test]\n';
+
+async function setUp(policy: string, bot: Record<string, string> = PASSING_BOT, nodeTypes = '') {
+  const key = tmpName('key');
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'hpcbot@test', '-f', key]);
   h = await startHarness(
-    `deploy:\n  policy: ${policy}\n  uploader:\n    kind: directory\n    directory: staging\n  signing:\n    key_file: ${key}\n`,
+    `${nodeTypes}deploy:\n  policy: ${policy}\n  uploader:\n    kind: directory\n    directory: staging\n  signing:\n    key_file: ${key}\n`,
   );
   const repo = openPr(h, bot);
   return { key, repo };
 }
 
-async function buildOnce(): Promise<string> {
+async function buildOnce(arch = 'zen4'): Promise<string> {
   const before = (await jobDirsOf(h)).length;
-  await storeComment(h, 'bot: build for:arch=zen4');
+  await storeComment(h, `bot: build for:arch=${arch}`);
   await tickUntil(h, async () => {
     const dirs = await jobDirsOf(h);
     return dirs.length === before + 1 && (await stageOf(dirs[before]!)) === 'finished';
@@ -47,12 +57,18 @@ async function buildOnce(): Promise<string> {
   return (await jobDirsOf(h))[before]!;
 }
 
-async function deploy(): Promise<string> {
-  const replies = () => h.fake.commentsOf(OWNER, REPO, PR).filter((c) => c.body.startsWith('<details>'));
-  const n = replies().length;
-  await storeComment(h, 'bot: deploy');
+const replies = () => h.fake.commentsOf(OWNER, REPO, PR).filter((c) => c.body.startsWith('<details>'));
+
+/** Tick until the reply after the first `n` is there and nothing is pending; returns it. */
+async function nextReply(n: number): Promise<string> {
   await tickUntil(h, async () => replies().length === n + 1 && (await h.deps.jobdirs.pending()).length === 0);
   return replies()[n]!.body;
+}
+
+async function deploy(): Promise<string> {
+  const n = replies().length;
+  await storeComment(h, 'bot: deploy');
+  return await nextReply(n);
 }
 
 function jobComment(dir: string): Promise<string> {
@@ -100,7 +116,21 @@ test('a successful job is signed, described and uploaded; its comment gets an up
     (await verifyFile(stagedArtefact, `${stagedArtefact}.sig`, path.join(h.root, 'allowed_signers'), 'test'))
       .ok,
   ).toBe(true);
-  const provenance = JSON.parse(readFileSync(path.join(dir, `${artefact}.provenance.json`), 'utf8'));
+  // Signature, provenance and metadata are kept in the job dir's deploy/ (the bot's), not in the work
+  // tree (the build's); the verified copy of the artefact that was signed and uploaded is gone.
+  expect(readdirSync(path.join(dir, 'deploy')).sort()).toEqual(
+    [
+      `${artefact}.meta.txt`,
+      `${artefact}.meta.txt.sig`,
+      `${artefact}.provenance.json`,
+      `${artefact}.provenance.json.sig`,
+      `${artefact}.sig`,
+    ].sort(),
+  );
+  expect(readFileSync(stagedArtefact)).toEqual(readFileSync(path.join(workTreeOf(dir), artefact)));
+  const provenance = JSON.parse(
+    readFileSync(path.join(dir, 'deploy', `${artefact}.provenance.json`), 'utf8'),
+  );
   expect(provenance.subject[0].name).toBe(artefact);
   expect(JSON.stringify(provenance)).toContain((await stateOf<JobData>(dir)).data.merge_sha!);
   expect(await jobComment(dir)).toMatch(
@@ -203,6 +233,69 @@ test('hostile artefact names and files are not uploaded, each with its reason', 
   expect(reply).toMatch(/`pipe\.tar\.gz`: not uploaded \(.*pipe\.tar\.gz is not a regular file\)/);
   expect(reply).toContain('`a;b.tar.gz`: not uploaded (artefact name "a;b.tar.gz" is not a plain file name)');
   expect(staged()).toEqual([]);
+});
+
+test('once: killed while signing job 2, the re-run reports job 1, which it had uploaded, as uploaded', async () => {
+  await setUp('once', PASSING_BOT, ZEN3);
+  const first = await buildOnce('zen4');
+  const second = await buildOnce('zen3');
+  const [art1, art2] = await Promise.all(
+    [first, second].map(async (d) => (await stateOf<JobData>(d)).data.result!.artefacts[0]!),
+  );
+  const n = replies().length;
+  await storeComment(h, 'bot: deploy');
+  // The real poller as a child process, SIGKILLed by its crash point just before it signs job 2's artefact.
+  const crashed = await runCli(['poll', '--config', path.join(h.root, 'site.yaml'), '--once'], {
+    env: { HARNESS_GITHUB_TOKEN: 'ghp_harness', HPCBOT_CRASH_POINT: `deploy-signing:${art2}` },
+  });
+  expect(crashed.code).toBeNull();
+  expect(replies()).toHaveLength(n);
+  const logDir = path.join(h.config.jobdirs, 'uploads', OWNER, REPO, `pr_${PR}`);
+  const logged = readdirSync(logDir).map((f) => JSON.parse(readFileSync(path.join(logDir, f), 'utf8')));
+  expect(logged.map((l) => [l.job_dir, l.status]).sort()).toEqual(
+    [
+      [h.deps.jobdirs.relative(first), 'uploaded'],
+      [h.deps.jobdirs.relative(second), 'uploading'],
+    ].sort(),
+  );
+
+  const reply = await nextReply(n);
+  expect(reply).toContain(`- \`${art1}\`: uploaded (signed to file://`);
+  expect(reply).toContain(`- \`${art2}\`: uploaded (signed to file://`);
+  expect(reply).not.toContain('deployed before');
+  for (const dir of [first, second]) {
+    expect((await jobComment(dir)).match(/\|uploaded\|transfer of /g)).toHaveLength(1);
+  }
+  // And a later deploy is refused for both targets.
+  expect((await deploy()).match(/not uploaded \(this target was deployed before/g)).toHaveLength(2);
+});
+
+test('a symlink or hard link to a file outside the work tree is refused; its content is never copied', async () => {
+  const secret = tmpName('secret');
+  writeFileSync(secret, 'TOP-SECRET-KEY-MATERIAL\n');
+  const hostile = {
+    ...PASSING_BOT,
+    'bot/build.sh': `#!/bin/bash\nln -s ${secret} soft.tar.gz\nln ${secret} hard.tar.gz\necho fine > ok.tar.gz\n`,
+    'bot/check-build.sh':
+      '#!/bin/bash\nprintf "[RESULT]\\ncomment_description = ok\\nstatus = SUCCESS\\nartefacts =\\n  soft.tar.gz\\n  hard.tar.gz\\n  ok.tar.gz\\n" > "_bot_job${SLURM_JOB_ID}.result"\n',
+  };
+  await setUp('all', hostile);
+  const dir = await buildOnce();
+  const reply = await deploy();
+  expect(reply).toContain('- `soft.tar.gz`: not uploaded (soft.tar.gz is a symbolic link)');
+  expect(reply).toContain('- `hard.tar.gz`: not uploaded (hard.tar.gz has 2 hard links)');
+  expect(reply).toContain('- `ok.tar.gz`: uploaded (signed to ');
+  expect(await jobComment(dir)).toContain(
+    '|not uploaded|transfer of `hard.tar.gz` not done: `hard.tar.gz has 2 hard links`|',
+  );
+  // Nothing of the secret anywhere the bot wrote: staging, the job's deploy dir.
+  const written = [
+    ...staged().map((f) => path.join(h.root, 'staging', f)),
+    ...readdirSync(path.join(dir, 'deploy')).map((f) => path.join(dir, 'deploy', f)),
+  ];
+  expect(written.map((f) => path.basename(f))).toContain('ok.tar.gz.sig');
+  for (const f of written) expect(readFileSync(f, 'utf8')).not.toContain('TOP-SECRET');
+  expect(staged().filter((f) => /(soft|hard)\.tar\.gz/.test(f))).toEqual([]);
 });
 
 describe('selectJobs (pure)', () => {

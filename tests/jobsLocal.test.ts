@@ -1,4 +1,5 @@
 /** The whole build cycle on the local backend: comment → job dir → checkout → run → result in the PR. */
+import { workTreeOf } from '../src/workTree.js';
 import { readFileSync, existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { createBackend } from '../src/backends/index.js';
@@ -56,18 +57,18 @@ test('a build command runs one job through every stage and reports it in one job
   );
 
   // The checkout is the merge of the PR head into the moved base.
-  expect(existsSync(path.join(jobDir!, 'BASE.md'))).toBe(true);
-  expect(existsSync(path.join(jobDir!, 'bot', 'build.sh'))).toBe(true);
-  const jobCfg = readFileSync(path.join(jobDir!, 'cfg', 'job.cfg'), 'utf8');
+  expect(existsSync(path.join(workTreeOf(jobDir!), 'BASE.md'))).toBe(true);
+  expect(existsSync(path.join(workTreeOf(jobDir!), 'bot', 'build.sh'))).toBe(true);
+  const jobCfg = readFileSync(path.join(workTreeOf(jobDir!), 'cfg', 'job.cfg'), 'utf8');
   expect(jobCfg).toContain(
-    '[repository]\nrepos_cfg_dir = ' + path.join(jobDir!, 'cfg') + '\nrepo_id = eessi-test\n',
+    '[repository]\nrepos_cfg_dir = ' + path.join(workTreeOf(jobDir!), 'cfg') + '\nrepo_id = eessi-test\n',
   );
   expect(jobCfg).toContain(
     '[architecture]\nnode_type = zen4\nsoftware_subdir = x86_64/amd/zen4\nos_type = linux\naccelerator = \n',
   );
-  expect(readFileSync(path.join(jobDir!, 'cfg', 'repos.cfg'), 'utf8')).toContain('[eessi-test]');
+  expect(readFileSync(path.join(workTreeOf(jobDir!), 'cfg', 'repos.cfg'), 'utf8')).toContain('[eessi-test]');
   const jobId = state.data.job_id!;
-  expect(readFileSync(path.join(jobDir!, `_bot_job${jobId}.metadata`), 'utf8')).toBe(
+  expect(readFileSync(path.join(workTreeOf(jobDir!), `_bot_job${jobId}.metadata`), 'utf8')).toBe(
     `[PR]\nrepo = ${OWNER}/${REPO}\npr_number = ${PR}\npr_comment_id = ${state.comments.job!.id}\n`,
   );
 
@@ -120,10 +121,12 @@ describe('more of the job flow on the local backend', () => {
         (await jobDirsOf(h)).length === 1 && (await stageOf((await jobDirsOf(h))[0]!)) === 'finished',
     );
     const [dir] = await jobDirsOf(h);
-    expect(readFileSync(path.join(dir!, 'cfg', 'export_vars.sh'), 'utf8')).toBe("export SKIP_TESTS='yes'\n");
-    expect(readFileSync(path.join(dir!, 'build-env.txt'), 'utf8')).toBe('SKIP_TESTS=yes\n');
+    expect(readFileSync(path.join(workTreeOf(dir!), 'cfg', 'export_vars.sh'), 'utf8')).toBe(
+      "export SKIP_TESTS='yes'\n",
+    );
+    expect(readFileSync(path.join(workTreeOf(dir!), 'build-env.txt'), 'utf8')).toBe('SKIP_TESTS=yes\n');
     const id = (await stateOf<JobData>(dir!)).data.job_id!;
-    expect(readFileSync(path.join(dir!, `slurm-${id}.out`), 'utf8')).not.toContain('testing');
+    expect(readFileSync(path.join(workTreeOf(dir!), `slurm-${id}.out`), 'utf8')).not.toContain('testing');
   });
 
   test("the job script does not see the bot's secrets (webhook secret, GitHub token) in its environment", async () => {
@@ -149,7 +152,7 @@ describe('more of the job flow on the local backend', () => {
       }
     }
     const [dir] = await jobDirsOf(h);
-    const env = readFileSync(path.join(dir!, 'job-env.txt'), 'utf8');
+    const env = readFileSync(path.join(workTreeOf(dir!), 'job-env.txt'), 'utf8');
     expect(env).toMatch(/^SLURM_JOB_ID=\d+$/m);
     expect(env).not.toMatch(/HARNESS_GITHUB_TOKEN|ghp_harness|HPCBOT_WEBHOOK_SECRET|webhook-secret-value/);
   });
@@ -178,7 +181,7 @@ describe('more of the job flow on the local backend', () => {
     await tickUntil(h, async () => (await stages()).includes('released'));
     expect((await stages()).sort()).toEqual(['released', 'submitted']);
     // As after a poller restart: nothing the backend knows lives in memory.
-    h.deps.backend = createBackend(h.config, h.deps.logger, h.deps.jobdirs);
+    h.deps.backend = createBackend(h.config, h.deps.logger, h.deps.jobdirs, h.deps.account);
     await tickUntil(h, async () => (await stages()).every((s) => s === 'finished'));
     expect(await stages()).toEqual(['finished', 'finished']);
   });

@@ -71,11 +71,11 @@ afterEach(async () => {
 });
 
 /** Store a real issue_comment.created payload on PR 1, as the server would. */
-async function comment(body: string, delivery: string): Promise<string> {
+async function comment(body: string, delivery: string, login = 'alice'): Promise<string> {
   const p = payloads.commentOnPr() as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
   p.comment.body = body;
-  p.comment.user.login = 'alice';
-  p.sender.login = 'alice';
+  p.comment.user.login = login;
+  p.sender.login = login;
   const { eventDir } = await storeEvent(jobdirs, {
     delivery,
     event: 'issue_comment',
@@ -237,3 +237,38 @@ test('--dir advances only that directory', async () => {
   expect(await jobdirs.pending()).toEqual([b]);
   expect(replies().map((c) => c.body.endsWith(marker(a, 'g0:reply')))).toEqual([true]);
 });
+
+test('a flood of comments: one "no permission" reply per hour, and each tick within its reply budget', async () => {
+  await fs.writeFile(
+    siteYaml,
+    (await fs.readFile(siteYaml, 'utf8')).replace(
+      '  max_attempts: 5\n',
+      '  max_attempts: 5\n  max_replies_per_tick: 2\n',
+    ),
+  );
+  const denied = [];
+  for (let i = 1; i <= 4; i++) denied.push(await comment('bot: help', `flood-a-${i}`, 'mallory'));
+  const asked = [];
+  for (let i = 1; i <= 3; i++) asked.push(await comment('bot: help', `flood-b-${i}`));
+  const deniedReplies = () =>
+    replies().filter((c) => c.body.startsWith('account `mallory` has NO permission'));
+
+  expect(await poll('--once')).toMatchObject({ code: 0 });
+  expect(deniedReplies()).toHaveLength(1);
+  expect(replies()).toHaveLength(2); // the budget: mallory's one reply and alice's first
+  expect((await eventState(denied[0]!)).stage).toBe('done');
+  for (const dir of denied.slice(1)) expect((await eventState(dir)).stage).toBe('ignored');
+  expect(await jobdirs.pending()).toEqual(asked.slice(1));
+
+  // A new process knows from jobdirs alone that mallory was told within the hour.
+  const more = await comment('bot: help', 'flood-0', 'mallory'); // sorts first, before the budget is spent
+  expect(await poll('--once')).toMatchObject({ code: 0 });
+  expect((await eventState(more)).stage).toBe('ignored');
+  expect(deniedReplies()).toHaveLength(1);
+  expect(replies()).toHaveLength(4);
+  for (const dir of asked) {
+    expect(replies().filter((c) => c.body.endsWith(marker(dir, 'g0:reply')))).toHaveLength(1);
+    expect((await eventState(dir)).stage).toBe('done');
+  }
+  expect(await jobdirs.pending()).toEqual([]);
+}, 60_000); // two children, and real GitHub's pace: comments 3 s apart

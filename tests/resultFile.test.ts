@@ -8,11 +8,13 @@ import {
   writeFileSync,
   chmodSync,
   existsSync,
+  linkSync,
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseIni } from '../src/ini.js';
 import { MAX_RESULT_FILE_BYTES, readResultFiles, sanitizeDescription } from '../src/resultFile.js';
+import { workTreeOf } from '../src/workTree.js';
 
 const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'hpcbot-result-'));
 
@@ -45,21 +47,63 @@ describe('sanitizeDescription', () => {
   ])('%s', (input, expected) => {
     expect(sanitizeDescription(input)).toBe(expected);
   });
+
+  // Unbalanced tags would close the job comment's own blocks or leave them open.
+  test.each([
+    ['</details> breaks out', '&#60;/details&#62; breaks out'],
+    ['<details><summary>x', '<details><summary>x</summary></details>'],
+    ['<details>open', '<details>open</details>'],
+    ['ok</summary></details></ul></li>', 'ok&#60;/summary&#62;&#60;/details&#62;&#60;/ul&#62;&#60;/li&#62;'],
+    ['<ul><li>a<li>b</ul>', '<ul><li>a<li>b</li></li></ul>'],
+    ['<details><summary>s</details>', '<details><summary>s</summary></details>'],
+    ['<b><i>x</b></i>', '<b><i>x</i></b>&#60;/i&#62;'],
+    ['<DETAILS/>x', '<details>x</details>'],
+    ['a<br>b<br/>c</br>', 'a<br>b<br/>c&#60;/br&#62;'],
+    ['<code>x</CODE>', '<code>x</code>'],
+  ])('balanced: %s', (input, expected) => {
+    expect(sanitizeDescription(input)).toBe(expected);
+  });
+
+  test('whatever the input, every tag in the output is closed in order', () => {
+    const pieces = ['<details>', '</details>', '<summary>', '</summary>', '<ul>', '</ul>', '<li>', '</li>'];
+    pieces.push('<b>', '</i>', '<br>', '</br>', '<ol/>', 'text', '<code>', '</CODE>', '<x>');
+    let seed = 42;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+    for (let n = 0; n < 500; n++) {
+      const input = Array.from({ length: 1 + (next() % 12) }, () => pieces[next() % pieces.length]).join('');
+      const stack: string[] = [];
+      for (const [, close, name] of sanitizeDescription(input).matchAll(/<(\/?)([a-z]+)\/?>/g)) {
+        if (name === 'br') expect(close).toBe('');
+        else if (!close) stack.push(name!);
+        else expect([input, stack.pop()]).toEqual([input, name]);
+      }
+      expect([input, stack]).toEqual([input, []]);
+    }
+  });
 });
 
 describe('readResultFiles', () => {
-  test('parses .result and .test, accepting [RESULT] in the .test file', async () => {
+  /** A job dir whose work tree is `work/` (the files are read from there only). */
+  const jobDir = () => {
     const dir = tmp();
+    mkdirSync(workTreeOf(dir));
+    return { dir, work: workTreeOf(dir) };
+  };
+
+  test('parses .result and .test from the work tree, accepting [RESULT] in the .test file', async () => {
+    const { dir, work } = jobDir();
     writeFileSync(
-      path.join(dir, '_bot_job5.result'),
+      path.join(work, '_bot_job5.result'),
       '[RESULT]\ncomment_description = ok\nstatus = SUCCESS\nartefacts =\n  ../../etc/passwd\n  eessi-x.tar.zst\n',
     );
     writeFileSync(
-      path.join(dir, '_bot_job5.test'),
+      path.join(work, '_bot_job5.test'),
       '[RESULT]\ncomment_description = tests ok\nstatus = success\n',
     );
+    // A result file in the job dir itself (the bot's records) is not the job's.
+    writeFileSync(path.join(dir, '_bot_job5.result'), '[RESULT]\nstatus = FAILURE\n');
     const r = await readResultFiles(dir, '5');
-    // Artefact names are kept verbatim here; deploy refuses anything that does not resolve inside the job dir.
+    // Artefact names are kept verbatim here; deploy refuses anything that does not resolve inside the work tree.
     expect(r.result.summary).toEqual({
       status: 'SUCCESS',
       description: 'ok',
@@ -68,22 +112,60 @@ describe('readResultFiles', () => {
     expect(r.test.summary).toEqual({ status: 'SUCCESS', description: 'tests ok', artefacts: [] });
   });
 
-  test('missing files, odd statuses, symlinks and huge files end as UNKNOWN or truncated, never as a crash', async () => {
-    const dir = tmp();
-    writeFileSync(path.join(dir, 'elsewhere'), '[RESULT]\nstatus = SUCCESS\n');
-    symlinkSync(path.join(dir, 'elsewhere'), path.join(dir, '_bot_job6.result'));
+  test('missing files and odd statuses end as UNKNOWN, never as a crash', async () => {
+    const { dir, work } = jobDir();
     let r = await readResultFiles(dir, '6');
-    expect(r.result.summary.status).toBe('UNKNOWN');
+    expect(r.result.descriptionHtml).toBe(':shrug: UNKNOWN (no result in `_bot_job6.result`)');
     expect(r.test.descriptionHtml).toBe(':shrug: UNKNOWN (no test result in `_bot_job6.test`)');
-
-    writeFileSync(
-      path.join(dir, '_bot_job7.result'),
-      '[RESULT]\nstatus = PWNED\ncomment_description = ' + 'x'.repeat(10 * 1024 * 1024) + '\n',
-    );
+    writeFileSync(path.join(work, '_bot_job7.result'), '[RESULT]\nstatus = PWNED\n');
     r = await readResultFiles(dir, '7');
     expect(r.result.summary.status).toBe('UNKNOWN');
-    expect(r.result.summary.description.length).toBeLessThan(MAX_RESULT_FILE_BYTES);
-    expect(r.result.descriptionHtml.length).toBeLessThanOrEqual(4001);
+  });
+
+  test('a result file over the limit is not read, and the comment says so with the limit', async () => {
+    const { dir, work } = jobDir();
+    const size = MAX_RESULT_FILE_BYTES + 10;
+    const text = '[RESULT]\nstatus = SUCCESS\nartefacts = a.tar.gz\ncomment_description = ';
+    writeFileSync(path.join(work, '_bot_job8.result'), text + 'x'.repeat(size - text.length));
+    const r = await readResultFiles(dir, '8');
+    expect(r.result.summary).toEqual({
+      status: 'UNKNOWN',
+      description: `_bot_job8.result is too long (${size} bytes, over the limit of ${MAX_RESULT_FILE_BYTES} bytes) and was not read`,
+      artefacts: [],
+    });
+    expect(r.result.descriptionHtml).toBe(
+      `:shrug: UNKNOWN (\`_bot_job8.result\` is too long (${size} bytes, over the limit of ${MAX_RESULT_FILE_BYTES} bytes) and was not read)`,
+    );
+    // Exactly at the limit it is read.
+    writeFileSync(
+      path.join(work, '_bot_job9.result'),
+      ('[RESULT]\nstatus = SUCCESS\ncomment_description = ' + 'x'.repeat(MAX_RESULT_FILE_BYTES)).slice(
+        0,
+        MAX_RESULT_FILE_BYTES,
+      ),
+    );
+    expect((await readResultFiles(dir, '9')).result.summary.status).toBe('SUCCESS');
+  });
+
+  test('a symlink, a hard link or a fifo is not read, and the comment says which', async () => {
+    const { dir, work } = jobDir();
+    const secret = path.join(dir, 'secret');
+    writeFileSync(secret, '[RESULT]\nstatus = SUCCESS\ncomment_description = SECRET\n');
+    symlinkSync(secret, path.join(work, '_bot_job10.result'));
+    linkSync(secret, path.join(work, '_bot_job10.test'));
+    execFileSync('mkfifo', [path.join(work, '_bot_job11.result')]);
+    const r = await readResultFiles(dir, '10');
+    expect(r.result.descriptionHtml).toBe(
+      ':shrug: UNKNOWN (`_bot_job10.result` is a symbolic link and was not read)',
+    );
+    expect(r.test.descriptionHtml).toBe(
+      ':shrug: UNKNOWN (`_bot_job10.test` has 2 hard links and was not read)',
+    );
+    expect(JSON.stringify(r)).not.toContain('SECRET');
+    // A fifo with no writer would block a plain open forever.
+    expect((await readResultFiles(dir, '11')).result.descriptionHtml).toBe(
+      ':shrug: UNKNOWN (`_bot_job11.result` is not a regular file and was not read)',
+    );
   });
 });
 

@@ -65,6 +65,28 @@ async function makeItem(name = NAME, overrides: Partial<UploadItem> = {}): Promi
   };
 }
 
+/** A build job's state, for deployArtefact's provenance. */
+const deployJob: JobData = {
+  pr: { owner: 'EESSI', repo: 'software-layer', number: 42, installation_id: null },
+  instance: 'test-bot',
+  target: {
+    nodeType: 'zen4',
+    repoId: 'eessi.io-2023.06-software',
+    os: 'linux',
+    onArch: 'x86_64/amd/zen4',
+    forArch: 'x86_64/amd/zen4',
+    slurmParams: [],
+  },
+  exportVariables: [],
+  head_sha: 'a'.repeat(40),
+  base_sha: 'b'.repeat(40),
+  merge_sha: 'c'.repeat(40),
+  backend: 'local',
+  submit_id: 'sub-1',
+  job_id: '1234',
+  rows: [],
+};
+
 describe('destinations', () => {
   test('legacy_aws_path as the EESSI script computes it, for .tar.gz and .tar.zst', () => {
     expect(legacyAwsPath('eessi-2023.06-software-linux-x86_64-amd-zen2-1697812345.tar.gz')).toBe(
@@ -281,6 +303,33 @@ describe('s3 uploader', () => {
     expect(s3.created.length).toBe(createdBefore);
   });
 
+  test('deployArtefact: a symlinked or hard-linked artefact is refused; nothing of its target reaches S3', async () => {
+    const cfgDir = await fs.mkdtemp(path.join(dir, 'cfg-s3-'));
+    const cfg = parseConfig(
+      `instance: test-bot\njobdirs: jd\ndeploy:\n  uploader:\n    kind: s3\n    endpoint_url: ${s3.endpoint}\n    bucket: staging\n`,
+      path.join(cfgDir, 'site.yaml'),
+    );
+    const secret = path.join(dir, 'bot-signing-key');
+    await fs.writeFile(secret, 'PRIVATE KEY MATERIAL\n');
+    const workTree = await fs.mkdtemp(path.join(dir, 'work-'));
+    await fs.symlink(secret, path.join(workTree, 'soft.tar.gz'));
+    await fs.link(secret, path.join(workTree, 'hard.tar.gz'));
+    const outDir = path.join(workTree, '..', `${path.basename(workTree)}-deploy`);
+    const before = s3.created.length;
+    const uploader = createUploader(cfg, { s3: { clientConfig: clientConfig() } });
+    const input = { workTree, outDir, job: deployJob, repoId: 'r' };
+    expect(await deployArtefact(cfg, uploader, { ...input, name: 'soft.tar.gz' })).toMatchObject({
+      uploaded: false,
+      reason: 'soft.tar.gz is a symbolic link',
+    });
+    expect(await deployArtefact(cfg, uploader, { ...input, name: 'hard.tar.gz' })).toMatchObject({
+      uploaded: false,
+      reason: 'hard.tar.gz has 2 hard links',
+    });
+    expect(s3.created.length).toBe(before);
+    expect(await fs.readdir(outDir).catch(() => [])).toEqual([]);
+  });
+
   test('a bucket map without the repo_id uploads nothing and says why', async () => {
     const uploader = createS3Uploader({
       endpoint_url: s3.endpoint,
@@ -441,26 +490,7 @@ describe('script uploader', () => {
 });
 
 describe('deployArtefact', () => {
-  const job: JobData = {
-    pr: { owner: 'EESSI', repo: 'software-layer', number: 42, installation_id: null },
-    instance: 'test-bot',
-    target: {
-      nodeType: 'zen4',
-      repoId: 'eessi.io-2023.06-software',
-      os: 'linux',
-      onArch: 'x86_64/amd/zen4',
-      forArch: 'x86_64/amd/zen4',
-      slurmParams: [],
-    },
-    exportVariables: [],
-    head_sha: 'a'.repeat(40),
-    base_sha: 'b'.repeat(40),
-    merge_sha: 'c'.repeat(40),
-    backend: 'local',
-    submit_id: 'sub-1',
-    job_id: '1234',
-    rows: [],
-  };
+  const job = deployJob;
 
   test('signs the artefact, provenance and metadata, and stages all six files', async () => {
     const keyDir = await fs.mkdtemp(path.join(dir, 'keys-'));
@@ -475,7 +505,9 @@ describe('deployArtefact', () => {
     );
     const item = await makeItem();
     const r = await deployArtefact(cfg, createUploader(cfg), {
-      artefact: item.artefact,
+      name: NAME,
+      workTree: path.dirname(item.artefact),
+      outDir: path.join(path.dirname(item.artefact), 'deploy'),
       job,
       repoId: job.target.repoId,
       prCommentId: 99,
@@ -518,7 +550,13 @@ describe('deployArtefact', () => {
     const cfg = parseConfig('instance: test-bot\njobdirs: jd\n', path.join(dir, 'nokey', 'site.yaml'));
     const item = await makeItem('eessi-2023.06-compat-linux-x86_64-1700000002.tar.gz');
     await Promise.all([item.artefactSig, item.provenanceSig, item.metadataSig].map((f) => fs.rm(f!)));
-    const r = await deployArtefact(cfg, createUploader(cfg), { artefact: item.artefact, job, repoId: 'r' });
+    const r = await deployArtefact(cfg, createUploader(cfg), {
+      name: item.artefactName,
+      workTree: path.dirname(item.artefact),
+      outDir: path.join(path.dirname(item.artefact), 'deploy'),
+      job,
+      repoId: 'r',
+    });
     expect(r).toMatchObject({ uploaded: true, signing: 'unsigned' });
     expect(r.objects.map((o) => path.basename(o.key))).toEqual([
       'eessi-2023.06-compat-linux-x86_64-1700000002.tar.gz',

@@ -1,12 +1,15 @@
 /**
  * The Slurm backend: sbatch, squeue, sacct, scontrol and scancel, each through execFile.
  *
- * - A job's working directory is its job dir, and no two jobs share one; so `WorkDir` (in squeue and
+ * - A job's working directory is its job dir's work tree, and no two jobs share one; so `WorkDir` (in squeue and
  *   sacct) identifies our job after a crash, and `--comment=<submit id>` makes it visible to humans.
  * - Tracking: one `squeue --name=<job name>` call for everything waiting or running, then one `sacct`
  *   call for the jobs that have left the queue. Final states come only from sacct.
  * - Any failure of squeue or sacct raises BackendUnavailableError, so that tick changes no job state.
+ * - With `backend.run_as`, sbatch, scontrol release and scancel run through sudo as the job user, so the
+ *   job runs as that user; squeue and sacct run as the bot.
  */
+import type { JobAccount } from '../jobUser.js';
 import { CommandError, run } from '../process.js';
 import { BackendUnavailableError, type Backend, type JobObservation, type SubmitRequest } from './types.js';
 
@@ -16,8 +19,9 @@ export interface SlurmSettings {
   delay_begin_seconds: number;
   /** Shared by all jobs of this instance. */
   jobName: string;
-  /** sbatch's environment, which the job inherits (without the bot's secrets; see jobEnvironment). */
+  /** sbatch's environment, which the job inherits, when it runs as the bot (see jobEnvironment). */
   env: NodeJS.ProcessEnv;
+  account: JobAccount;
 }
 
 const ACTIVE_STATES = new Set([
@@ -41,7 +45,7 @@ export function sbatchArgs(req: SubmitRequest, s: SlurmSettings): string[] {
     ...params,
     `--job-name=${s.jobName}`,
     `--comment=hpcbot:${req.submitId}`,
-    `--chdir=${req.jobDir}`,
+    `--chdir=${req.workTree}`,
     req.script,
   ];
 }
@@ -57,9 +61,10 @@ export class SlurmBackend implements Backend {
   constructor(private readonly settings: SlurmSettings) {}
 
   async submit(req: SubmitRequest): Promise<{ jobId: string }> {
-    const out = await run('sbatch', sbatchArgs(req, this.settings), {
-      cwd: req.jobDir,
-      env: this.settings.env,
+    const [command, args] = this.settings.account.argv('sbatch', sbatchArgs(req, this.settings));
+    const out = await run(command, args, {
+      cwd: req.workTree,
+      env: { ...this.settings.env, HOME: req.workTree },
     });
     const jobId = out.trim().split(';')[0] ?? '';
     if (!/^\d+$/.test(jobId))
@@ -67,7 +72,7 @@ export class SlurmBackend implements Backend {
     return { jobId };
   }
 
-  async findBySubmitId(_submitId: string, jobDir: string): Promise<string | undefined> {
+  async findBySubmitId(_submitId: string, workTree: string): Promise<string | undefined> {
     // squeue -t all still shows jobs that just finished; sacct knows older ones (it lags a few seconds
     // behind for brand-new pending jobs, which squeue covers).
     const queued = await this.query('squeue', [
@@ -80,7 +85,7 @@ export class SlurmBackend implements Backend {
     ]);
     for (const line of queued.split('\n')) {
       const [id, dir] = line.split('|');
-      if (id && dir === jobDir) return id.trim();
+      if (id && dir === workTree) return id.trim();
     }
     // Not `--name`: around a job's start and end sacct may briefly report another name.
     const accounted = await this.query('sacct', [
@@ -94,13 +99,13 @@ export class SlurmBackend implements Backend {
     ]);
     for (const line of accounted.split('\n')) {
       const [id, dir] = line.split('|');
-      if (id && dir === jobDir) return id.trim();
+      if (id && dir === workTree) return id.trim();
     }
     return undefined;
   }
 
   async release(jobId: string): Promise<boolean> {
-    await run('scontrol', ['release', jobId]);
+    await run(...this.settings.account.argv('scontrol', ['release', jobId]));
     return true;
   }
 
@@ -141,7 +146,7 @@ export class SlurmBackend implements Backend {
   }
 
   async cancel(jobId: string): Promise<void> {
-    await run('scancel', [jobId]);
+    await run(...this.settings.account.argv('scancel', [jobId]));
   }
 
   private async query(command: string, args: string[]): Promise<string> {

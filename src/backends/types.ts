@@ -1,8 +1,8 @@
 /** What the stages need from a batch system. Two implementations: slurm and local. */
 
 export interface SubmitRequest {
-  /** Working directory of the job (the job dir). */
-  jobDir: string;
+  /** Working directory of the job: the job dir's work tree (see src/workTree.ts). */
+  workTree: string;
   /** Job script to run; it gets no arguments and relies on its cwd, as EESSI's bot-build.slurm does. */
   script: string;
   /** Name shared by all jobs of this bot instance (squeue --name). */
@@ -39,10 +39,10 @@ export interface Backend {
   /** Local jobs are always submitted held; Slurm jobs with `handover: hold_release`. */
   submit(req: SubmitRequest): Promise<{ jobId: string }>;
   /** Find a job submitted with this submitId, e.g. after a crash between sbatch and saving its id. */
-  findBySubmitId(submitId: string, jobDir: string): Promise<string | undefined>;
+  findBySubmitId(submitId: string, workTree: string): Promise<string | undefined>;
   /** Let a held job run. False means "not now" (the local backend at max_parallel); try next tick. */
-  release(jobId: string, jobDir: string): Promise<boolean>;
+  release(jobId: string, workTree: string): Promise<boolean>;
   /** Observe many jobs at once (one squeue and one sacct call for slurm). Jobs not found are absent. */
-  observe(jobs: Array<{ jobId: string; jobDir: string }>): Promise<Map<string, JobObservation>>;
-  cancel(jobId: string, jobDir: string): Promise<void>;
+  observe(jobs: Array<{ jobId: string; workTree: string }>): Promise<Map<string, JobObservation>>;
+  cancel(jobId: string, workTree: string): Promise<void>;
 }

@@ -1,7 +1,8 @@
 /**
- * `issue_comment.created` on a PR: parse the `bot:` commands, check the sender may send commands,
- * run each command's handler, and answer with one reply comment. Results are saved per command, so
- * a retry after a crash neither re-runs a finished command nor posts a second reply.
+ * `issue_comment.created` on a PR: parse the `bot:` commands, keep those for this instance (`inst:`),
+ * check the sender may send commands, run each command's handler, and answer with one reply comment.
+ * Results are saved per command, so a retry after a crash neither re-runs a finished command nor posts
+ * a second reply.
  */
 import type { Chatlevel } from '../config.js';
 import { parseBotCommands, type CommandName, type ParsedCommand } from '../commands.js';
@@ -9,6 +10,7 @@ import { codeSpan } from '../markdown.js';
 import { hasPermission, isBotAccount } from '../permissions.js';
 import { renderCommandReply, renderSyntaxError, type CommandOutcome } from '../render.js';
 import type { EventContext, EventHandler } from './event.js';
+import { claimDenialReply } from './denials.js';
 import { build } from './commands/build.js';
 import { cancel } from './commands/cancel.js';
 import { deploy } from './commands/deploy.js';
@@ -42,11 +44,18 @@ export const handleCommentCommands: EventHandler = async (ctx) => {
   const sender = comment.user.login;
   if (isBotAccount(sender, config.github.bot_login))
     return { ignored: `comment by the bot account ${sender}` };
-  const { commands, dropped } = parseBotCommands(comment.body ?? '');
-  if (commands.length === 0) return { ignored: 'no bot: command in the comment' };
+  const { commands, dropped, forOtherInstances } = parseBotCommands(comment.body ?? '', config.instance);
+  if (commands.length === 0) {
+    return forOtherInstances > 0
+      ? { ignored: `every command is for other instances (inst:), none for ${config.instance}` }
+      : { ignored: 'no bot: command in the comment' };
+  }
 
   const replyKey = `${ctx.gen}:reply`;
   if (!(await hasPermission(github, ctx.pr.repo, sender, config.permissions.command))) {
+    const denial = await claimDenialReply(ctx.work, ctx.pr, sender);
+    if (!denial.claimed)
+      return { ignored: `${sender} may not send commands and was told so at ${denial.told.at}` };
     await ctx.work.postComment(
       ctx.pr,
       replyKey,

@@ -10,6 +10,7 @@ import { CHATLEVELS } from '../config.js';
 import type { GitHubApi, RepoRef } from '../github.js';
 import type { JobDirs } from '../jobdirs.js';
 import type { Backend } from '../backends/types.js';
+import type { JobAccount } from '../jobUser.js';
 import { commentMarker, fitComment, neutralizeCommands } from '../markdown.js';
 import { writeState, type DirState } from '../state.js';
 import { crashPoint } from '../crashPoint.js';
@@ -20,7 +21,33 @@ export interface StageDeps {
   github: GitHubApi;
   jobdirs: JobDirs;
   backend: Backend;
+  /** `backend.run_as`: who runs the jobs. */
+  account: JobAccount;
   now: () => Date;
+  /** The tick's allowance of replies (comments posted by event directories); none means no limit. */
+  replies?: ReplyBudget;
+}
+
+/** This tick has posted all the replies it may; the directory stays pending and its reply goes out later. */
+export class ReplyBudgetSpentError extends Error {
+  override readonly name = 'ReplyBudgetSpentError';
+}
+
+/**
+ * How many replies one tick may still post (`poller.max_replies_per_tick`), so that no flood of
+ * comments can hold a tick for long. A job's own comment is job tracking and never counts.
+ */
+export class ReplyBudget {
+  constructor(private left: number) {}
+
+  get spent(): boolean {
+    return this.left <= 0;
+  }
+
+  take(): void {
+    if (this.spent) throw new ReplyBudgetSpentError('the replies of this tick are spent');
+    this.left--;
+  }
 }
 
 export interface PullRequestRef {
@@ -59,7 +86,8 @@ export class WorkDir<Data = Record<string, unknown>> {
   /**
    * Post a comment once. The intent is saved before the call; if a crash lost the answer, the hidden
    * marker finds the comment instead of posting a second one. Returns the id, or undefined when the
-   * chatlevel does not allow the comment.
+   * chatlevel does not allow the comment. A reply over the tick's budget throws ReplyBudgetSpentError
+   * before anything is recorded or posted.
    */
   async postComment(
     pr: PullRequestRef,
@@ -79,7 +107,9 @@ export class WorkDir<Data = Record<string, unknown>> {
         logger.info({ dir: this.dir, key, id: found.id }, 'found the comment a crashed attempt posted');
         return await this.recordCommentId(key, found.id);
       }
-    } else {
+    }
+    if (this.state.kind === 'event') this.deps.replies?.take();
+    if (!known) {
       this.state = {
         ...this.state,
         comments: { ...this.state.comments, [key]: { intent_at: this.deps.now().toISOString() } },

@@ -7,6 +7,8 @@
  *   (never a target twice; recorded in `jobdirs/uploads/<owner>/<repo>/pr_<N>/`), or `none`.
  * - The upload log entry is created as an intent before the upload, so a re-run after a crash
  *   finishes that upload instead of starting another target's; uploads themselves are idempotent.
+ * - A re-run of the same deploy (after a crash) reports what it had already uploaded as uploaded.
+ * - Artefacts are read from the job's work tree only as plain files (no links); see deployArtefact.
  * - Every artefact gets an `uploaded` or `not uploaded` row in its job's comment.
  */
 import { createHash } from 'node:crypto';
@@ -17,7 +19,8 @@ import { formatRowDate } from '../jobComment.js';
 import { codeSpan } from '../markdown.js';
 import { hasPermission } from '../permissions.js';
 import { readState, writeState, type DirState } from '../state.js';
-import { artefactNameProblem, createUploader, deployArtefact } from '../uploaders/index.js';
+import { createUploader, deployArtefact } from '../uploaders/index.js';
+import { workTreeOf } from '../workTree.js';
 import { buildTargetKey } from '../targets.js';
 import type { EventContext } from './event.js';
 import { prJobs, type PrJob } from './job.js';
@@ -25,9 +28,19 @@ import { prJobs, type PrJob } from './job.js';
 interface UploadLogEntry {
   target: string;
   job_dir: string;
+  /** The deploy that wrote the entry: `<event dir>#<generation>`. */
+  deploy?: string;
   status: 'uploading' | 'uploaded';
   at: string;
+  /** With `uploaded`: what that deploy reported, so a re-run of the same deploy reports it again. */
+  outcomes?: Outcome[];
 }
+
+/**
+ * `<jobdir>/deploy/`: what deploy writes for a job (signatures, provenance, metadata). It is in the job
+ * dir, which only the bot writes, not in the work tree the build (PR code) wrote.
+ */
+const DEPLOY_DIR_NAME = 'deploy';
 
 const targetKey = (d: JobData) => buildTargetKey(d.target);
 
@@ -121,11 +134,14 @@ async function deployJob(
   const intent: UploadLogEntry = {
     target: targetKey(d),
     job_dir: rel,
+    deploy: `${jobdirs.relative(ctx.work.dir)}#${ctx.gen}`,
     status: 'uploading',
     at: now().toISOString(),
   };
   if (!(await createFileExclusive(logFile, JSON.stringify(intent) + '\n'))) {
     const logged = await readJsonIfExists<UploadLogEntry>(logFile);
+    // This very deploy uploaded the job before it was interrupted (at a later job): its own success.
+    if (ownUpload(logged, intent)) return logged.outcomes;
     if (policy === 'once' && logged?.status === 'uploaded') {
       const text = `this target was deployed before, from ${logged.job_dir} (deploy.policy once)`;
       return d.result!.artefacts.map((artefact) => ({ artefact, uploaded: false, text }));
@@ -135,14 +151,11 @@ async function deployJob(
   }
   const outcomes: Outcome[] = [];
   for (const artefact of d.result!.artefacts) {
-    // The name comes from a PR-controlled script: only a plain file name in the job dir itself.
-    const problem = artefactNameProblem(artefact);
-    if (problem) {
-      outcomes.push({ artefact, uploaded: false, text: problem });
-      continue;
-    }
+    // The name comes from a PR-controlled script; deployArtefact takes only a plain file in the work tree.
     const result = await deployArtefact(config, uploader, {
-      artefact: path.join(job.dir, artefact),
+      name: artefact,
+      workTree: workTreeOf(job.dir),
+      outDir: path.join(job.dir, DEPLOY_DIR_NAME),
       job: d,
       repoId: d.target.repoId,
       ...(job.state.comments.job?.id !== undefined ? { prCommentId: job.state.comments.job.id } : {}),
@@ -156,10 +169,23 @@ async function deployJob(
   if (outcomes.every((o) => o.uploaded)) {
     await writeFileAtomic(
       logFile,
-      JSON.stringify({ ...intent, status: 'uploaded', at: now().toISOString() }) + '\n',
+      JSON.stringify({ ...intent, status: 'uploaded', at: now().toISOString(), outcomes }) + '\n',
     );
   }
   return outcomes;
+}
+
+/** Pure: the log entry records that the deploy of `intent` already uploaded this same job. */
+function ownUpload(
+  logged: UploadLogEntry | undefined,
+  intent: UploadLogEntry,
+): logged is UploadLogEntry & { outcomes: Outcome[] } {
+  return (
+    logged?.status === 'uploaded' &&
+    logged.deploy === intent.deploy &&
+    logged.job_dir === intent.job_dir &&
+    Array.isArray(logged.outcomes)
+  );
 }
 
 /** One row per artefact in the job's comment; keyed by this deploy event, so a retry adds none twice. */

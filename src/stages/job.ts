@@ -16,10 +16,12 @@ import { writeFileAtomic } from '../fsutil.js';
 import { ACTIVE_JOB_STAGES, addRow, type JobData, type JobRow } from '../job.js';
 import { readResultFiles } from '../resultFile.js';
 import { readState, transition, writeState, type DirState } from '../state.js';
-import { renderJobComment, formatRowDate } from '../jobComment.js';
+import { renderJobComment, formatRowDate, finalState, jobTimeLimit } from '../jobComment.js';
 import { prepareJobCheckout, CheckoutError } from '../checkout.js';
 import { crashPoint } from '../crashPoint.js';
 import { instanceJobName } from '../backends/index.js';
+import { jobScriptPath } from '../jobScripts.js';
+import { openWorkTree, sealWorkTree, workTreeOf } from '../workTree.js';
 import type { PullRequestRef, StageDeps, WorkDir } from './context.js';
 
 export const JOB_COMMENT_KEY = 'job';
@@ -44,7 +46,7 @@ export async function advanceJob(
   ) {
     const found =
       work.state.stage === 'submitting'
-        ? await work.deps.backend.findBySubmitId(data.submit_id, work.dir)
+        ? await work.deps.backend.findBySubmitId(data.submit_id, workTreeOf(work.dir))
         : undefined;
     if (!found) {
       await finish(
@@ -54,7 +56,7 @@ export async function advanceJob(
       );
       return;
     }
-    await work.deps.backend.cancel(found, work.dir);
+    await work.deps.backend.cancel(found, workTreeOf(work.dir));
     await work.update((s) => ({ ...s, data: { ...s.data, job_id: found } }));
   }
   switch (work.state.stage) {
@@ -112,11 +114,12 @@ async function checkout(work: JobWork): Promise<void> {
 async function submit(work: JobWork): Promise<void> {
   const { backend, config } = work.deps;
   const data = work.state.data;
-  let jobId = data.job_id ?? (await backend.findBySubmitId(data.submit_id, work.dir));
+  let jobId = data.job_id ?? (await backend.findBySubmitId(data.submit_id, workTreeOf(work.dir)));
   if (!jobId) {
+    await openWorkTree(work.dir, await work.deps.account.user());
     const submitted = await backend.submit({
-      jobDir: work.dir,
-      script: jobScriptPath(work.deps),
+      workTree: workTreeOf(work.dir),
+      script: jobScriptPath(work.deps.config),
       jobName: instanceJobName(work.deps.config),
       submitId: data.submit_id,
       params: [...config.backend.slurm.sbatch_params, ...data.target.slurmParams],
@@ -160,7 +163,7 @@ async function release(work: JobWork): Promise<void> {
     await work.update((s) => transition(s, 'released', work.deps.now(), 'not released: cancel requested'));
     return;
   }
-  if (holdRelease && !(await backend.release(jobId, work.dir))) return; // local backend at max_parallel: next tick
+  if (holdRelease && !(await backend.release(jobId, workTreeOf(work.dir)))) return; // local backend at max_parallel: next tick
   const text = !holdRelease
     ? 'job awaits its begin time'
     : config.backend.kind === 'local'
@@ -221,18 +224,11 @@ async function follow(work: JobWork, observations: Map<string, JobObservation> |
     await syncComment(work);
     return;
   }
+  await sealWorkTree(work.dir); // nothing the job left behind may change what is read next
   const results = await readResultFiles(work.dir, jobId);
-  const scheduler = `${obs.state}, exit code ${obs.exitCode ?? '?'}`;
-  const rows: JobRow[] = [
-    row(
-      work,
-      'finished',
-      'finished',
-      `${results.result.descriptionHtml} <sub>(scheduler: ${code(scheduler)})</sub>`,
-    ),
-    row(work, 'test', 'test result', results.test.descriptionHtml),
-  ];
-  const stage = obs.state.startsWith('CANCELLED') ? 'cancelled' : 'finished';
+  const final = finalState(work.state.data, obs, results, jobTimeLimit(work.deps.config, work.state.data));
+  const rows = final.rows.map((r) => row(work, r.key, r.status, r.comment));
+  const stage = final.stage;
   await work.update((s) => ({
     ...s,
     data: {
@@ -248,6 +244,7 @@ async function follow(work: JobWork, observations: Map<string, JobObservation> |
 }
 
 async function finish(work: JobWork, stage: string, ...rows: JobRow[]): Promise<void> {
+  await sealWorkTree(work.dir);
   await work.update((s) => {
     let all = s.data.rows;
     for (const r of rows) all = addRow(all, r);
@@ -291,7 +288,7 @@ export async function cancelJob(deps: StageDeps, dir: string, reason: string): P
   const state = await readState<JobData>(dir);
   if (!state || state.kind !== 'job') return;
   await writeState(dir, { ...state, data: { ...state.data, cancel_requested: reason } });
-  if (state.data.job_id) await deps.backend.cancel(state.data.job_id, dir);
+  if (state.data.job_id) await deps.backend.cancel(state.data.job_id, workTreeOf(dir));
   await deps.jobdirs.enqueue(dir);
 }
 
@@ -308,16 +305,13 @@ function code(s: string): string {
   return `\`${s.replace(/`/g, '')}\``;
 }
 
-export function jobScriptPath(deps: StageDeps): string {
-  return deps.config.build.job_script ?? path.resolve(import.meta.dirname, '../../scripts/bot-build.slurm');
-}
-
 /** `_bot_job<ID>.metadata` as the EESSI bot writes it, plus our richer `job.json`. */
 async function writeMetadataFiles(work: JobWork): Promise<void> {
   const d = work.state.data;
   const commentId = work.state.comments[JOB_COMMENT_KEY]?.id ?? '';
   const ini = `[PR]\nrepo = ${d.pr.owner}/${d.pr.repo}\npr_number = ${d.pr.number}\npr_comment_id = ${commentId}\n`;
-  await writeFileAtomic(path.join(work.dir, `_bot_job${d.job_id}.metadata`), ini);
+  // In the work tree, where the EESSI job scripts look for it; the bot never reads it back.
+  await writeFileAtomic(path.join(workTreeOf(work.dir), `_bot_job${d.job_id}.metadata`), ini);
   const meta = {
     pr: d.pr,
     instance: d.instance,

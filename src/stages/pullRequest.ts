@@ -1,7 +1,8 @@
 /** Handlers for `pull_request` events: opened, labeled, synchronize (a new head) and closed. */
-import { COMMAND_LINE_RE, parseBotCommand } from '../commands.js';
+import { isForInstance, parseLabelBuildCommand } from '../commands.js';
 import { ACTIVE_JOB_STAGES } from '../job.js';
-import { renderCommandReply, renderConfig } from '../render.js';
+import { codeSpan } from '../markdown.js';
+import { renderCommandReply, renderConfig, renderSyntaxError } from '../render.js';
 import { writeState } from '../state.js';
 import { build } from './commands/build.js';
 import { startDeploy } from './deploy.js';
@@ -39,13 +40,17 @@ export const handleLabeled: EventHandler = async (ctx) => {
     );
     return;
   }
-  // The command may be written with or without its `bot:` prefix.
-  const text = config.labels.default_build_command.trim();
-  const cmd = parseBotCommand(COMMAND_LINE_RE.exec(text)?.[1]?.trim() ?? text);
-  if (!cmd.ok || cmd.name !== 'build') {
-    throw new Error(
-      `labels.default_build_command is not a valid build command: ${cmd.ok ? cmd.name : cmd.error}`,
-    );
+  const cmd = parseLabelBuildCommand(config.labels.default_build_command);
+  if (!cmd.ok) {
+    // `config check` rejects this; a configuration loaded before that check existed still gets here.
+    const reply =
+      `nothing was built: \`labels.default_build_command\` of instance ${codeSpan(config.instance)} ` +
+      `is not a valid build command (its site.yaml needs fixing):\n\n${renderSyntaxError(cmd.error, cmd.syntax)}`;
+    await ctx.work.postComment(ctx.pr, key, reply, 'minimal');
+    return;
+  }
+  if (!isForInstance(cmd, config.instance)) {
+    return { ignored: `labels.default_build_command is for other instances (inst:), not ${config.instance}` };
   }
   const result = await build({ ...ctx, sender, args: cmd.args, key: `${ctx.gen}:label-build` });
   const reply = renderCommandReply(config.instance, sender, [

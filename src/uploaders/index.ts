@@ -1,19 +1,24 @@
 /**
- * Deploying one artefact: sign it, write and sign its provenance, write and sign its metadata, then
- * hand everything to the configured uploader (the metadata last). `createUploader` picks the kind from
+ * Deploying one artefact: copy it out of the job's work tree through a verified handle, sign the copy,
+ * write and sign its provenance, write and sign its metadata, then hand everything to the configured
+ * uploader (the metadata last). `createUploader` picks the kind from
  * `deploy.uploader`; `deployArtefact` is the whole sequence for one artefact, safe to repeat after a
  * crash (signatures are rewritten with identical bytes, uploads skip objects that are already there).
  */
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config.js';
-import { buildProvenance, sha256File, writeProvenance, type ProvenanceJob } from '../provenance.js';
+import { crashPoint } from '../crashPoint.js';
+import { mkdirDurable } from '../fsutil.js';
+import { copyJobFile } from '../jobFile.js';
+import { buildProvenance, writeProvenance, type ProvenanceJob } from '../provenance.js';
 import { signFile } from '../signing.js';
 import { createDirectoryUploader } from './directory.js';
 import { writeMetadata } from './metadata.js';
 import { artefactNameProblem } from './paths.js';
 import { createS3Uploader, type S3UploaderOptions } from './s3.js';
 import { createScriptUploader } from './script.js';
-import { plainFileProblem, type Uploader, type UploadItem, type UploadResult } from './types.js';
+import type { Uploader, UploadItem, UploadResult } from './types.js';
 
 export type {
   Uploader,
@@ -80,8 +85,16 @@ export function createUploader(
 }
 
 export interface DeployArtefactInput {
-  /** Absolute path of the artefact in its job directory; companion files are written next to it. */
-  artefact: string;
+  /** The artefact's file name, as the job's result file gives it (hostile: checked here). */
+  name: string;
+  /** The job's work tree, written by PR code: the artefact must be a plain file directly in it. */
+  workTree: string;
+  /**
+   * A directory only the bot writes. The artefact is copied here through one verified handle, and the
+   * copy is what gets hashed, signed and uploaded (then removed); its signature, provenance and
+   * metadata stay here.
+   */
+  outDir: string;
   /** The build job's state (for the provenance). */
   job: ProvenanceJob;
   repoId: string;
@@ -101,15 +114,16 @@ export type DeployArtefactResult = UploadResult & {
 };
 
 /**
- * Sign, describe and upload one artefact. Never throws for an upload failure (see `uploaded`/`reason`);
- * throws for a local failure (signing, a missing artefact), which the caller should retry or report.
+ * Sign, describe and upload one artefact. Never throws for an upload failure or a refused artefact
+ * (see `uploaded`/`reason`); throws for a local failure (signing, disk), which the caller should retry
+ * or report.
  */
 export async function deployArtefact(
   config: DeployConfig,
   uploader: Uploader,
   input: DeployArtefactInput,
 ): Promise<DeployArtefactResult> {
-  const name = path.basename(input.artefact);
+  const { name } = input;
   const githubRepository = `${input.job.pr.owner}/${input.job.pr.repo}`;
   const target = {
     artefactName: name,
@@ -117,45 +131,58 @@ export async function deployArtefact(
     githubRepository,
     prNumber: input.job.pr.number,
   };
-  const problem = artefactNameProblem(name) ?? (await plainFileProblem(input.artefact));
-  const where = problem ? { ok: false as const, reason: problem } : uploader.locate(target);
-  if (!where.ok) {
-    return {
-      uploaded: false,
-      reason: where.reason,
-      retryable: false,
-      objects: [],
-      signing: 'unsigned',
-      files: {},
-    };
-  }
-  const { key_file: keyFile } = config.deploy.signing;
-  const namespace = config.deploy.signing.namespace ?? config.instance;
-  const sign = async (file: string) =>
-    keyFile ? await signFile(file, keyFile, namespace, { overwrite: true }) : undefined;
+  const refused = (reason: string): DeployArtefactResult => ({
+    uploaded: false,
+    reason,
+    retryable: false,
+    objects: [],
+    signing: 'unsigned',
+    files: {},
+  });
+  const problem = artefactNameProblem(name);
+  if (problem) return refused(problem);
+  const where = uploader.locate(target);
+  if (!where.ok) return refused(where.reason);
 
-  const sha256 = await sha256File(input.artefact);
-  const artefactSig = await sign(input.artefact);
-  const provenance = await writeProvenance(
-    input.artefact,
-    buildProvenance({ artefact: { name, sha256 }, job: input.job, serverUrl: input.serverUrl }),
-  );
-  const provenanceSig = await sign(provenance);
-  const { file: metadata } = await writeMetadata(input.artefact, {
-    url: where.url,
-    repo: githubRepository,
-    pr: input.job.pr.number,
-    prCommentId: input.prCommentId,
-    sha256,
-  });
-  const metadataSig = await sign(metadata);
-  const files = { artefactSig, provenance, provenanceSig, metadata, metadataSig };
-  const result = await uploader.upload({
-    ...target,
-    artefact: input.artefact,
-    artefactSha256: sha256,
-    prCommentId: input.prCommentId,
-    ...files,
-  });
-  return { ...result, signing: keyFile ? 'signed' : 'unsigned', files, sha256 };
+  await mkdirDurable(input.outDir);
+  const artefact = path.join(input.outDir, name);
+  const copy = await copyJobFile(input.workTree, name, artefact);
+  if (!copy.ok) return refused(copy.problem);
+  try {
+    const { key_file: keyFile } = config.deploy.signing;
+    const namespace = config.deploy.signing.namespace ?? config.instance;
+    const sign = async (file: string) =>
+      keyFile ? await signFile(file, keyFile, namespace, { overwrite: true }) : undefined;
+
+    crashPoint(`deploy-signing:${name}`);
+    const artefactSig = await sign(artefact);
+    const provenance = await writeProvenance(
+      artefact,
+      buildProvenance({
+        artefact: { name, sha256: copy.sha256 },
+        job: input.job,
+        serverUrl: input.serverUrl,
+      }),
+    );
+    const provenanceSig = await sign(provenance);
+    const { file: metadata } = await writeMetadata(artefact, {
+      url: where.url,
+      repo: githubRepository,
+      pr: input.job.pr.number,
+      prCommentId: input.prCommentId,
+      sha256: copy.sha256,
+    });
+    const metadataSig = await sign(metadata);
+    const files = { artefactSig, provenance, provenanceSig, metadata, metadataSig };
+    const result = await uploader.upload({
+      ...target,
+      artefact,
+      artefactSha256: copy.sha256,
+      prCommentId: input.prCommentId,
+      ...files,
+    });
+    return { ...result, signing: keyFile ? 'signed' : 'unsigned', files, sha256: copy.sha256 };
+  } finally {
+    await fs.rm(artefact, { force: true });
+  }
 }

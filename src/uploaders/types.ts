@@ -1,5 +1,6 @@
 /** The uploader interface shared by the `directory`, `s3` and `script` kinds. */
-import { lstat } from 'node:fs/promises';
+import path from 'node:path';
+import { openJobFile } from '../jobFile.js';
 import type { Destination, DestinationKeys, UploadTarget } from './paths.js';
 
 export type UploaderKind = 'directory' | 's3' | 'script';
@@ -65,19 +66,12 @@ export function orderedFiles(
 }
 
 /**
- * Refuse anything but a plain regular file: the build job (PR code) wrote the job directory, and a
- * symlink or hard link there could point at one of the bot's own files (its signing key, say).
- * Returns the problem, or undefined.
+ * Refuse anything but a plain regular file with one link: a symlink or hard link could point at one of
+ * the bot's own files (its signing key, say). Returns the problem, or undefined.
  */
 export async function plainFileProblem(file: string): Promise<string | undefined> {
-  let st;
-  try {
-    st = await lstat(file);
-  } catch (err) {
-    return `${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
-  }
-  if (st.isSymbolicLink()) return `${file} is a symbolic link`;
-  if (!st.isFile()) return `${file} is not a regular file`;
-  if (st.nlink > 1) return `${file} has ${st.nlink} hard links`;
+  const opened = await openJobFile(path.dirname(file), path.basename(file));
+  if (!opened.ok) return opened.problem;
+  await opened.handle.close();
   return undefined;
 }

@@ -11,6 +11,7 @@ import { parseConfig, type Config } from '../../src/config.js';
 import { classifyEvent, storeEvent } from '../../src/eventStore.js';
 import { createGitHub } from '../../src/github.js';
 import { JobDirs } from '../../src/jobdirs.js';
+import { JobAccount } from '../../src/jobUser.js';
 import { runTick } from '../../src/poller.js';
 import type { StageDeps } from '../../src/stages/context.js';
 import { readState, type DirState } from '../../src/state.js';
@@ -83,12 +84,14 @@ export async function startHarness(
     { HARNESS_GITHUB_TOKEN: 'ghp_harness' },
     { retryBaseMs: 1, retries: 1, throttle: false },
   );
+  const account = new JobAccount(config.backend.run_as);
   const deps: StageDeps = {
     config,
     logger,
     jobdirs,
     github,
-    backend: createBackend(config, logger, jobdirs),
+    backend: createBackend(config, logger, jobdirs, account),
+    account,
     now: () => new Date(),
   };
   return { root, config, fake, gitRoot, deps, stop: () => fake.stop() };

@@ -3,6 +3,7 @@ import { codeSpan } from '../../markdown.js';
 import { hasPermission } from '../../permissions.js';
 import { describeTargets, selectBuildTargets } from '../../targets.js';
 import { createBuildRun, type PreparedJob } from '../buildRun.js';
+import { describeClosure, prClosure } from '../cleanup.js';
 import type { CommandHandler } from './types.js';
 
 export const build: CommandHandler = async (ctx) => {
@@ -10,6 +11,8 @@ export const build: CommandHandler = async (ctx) => {
   if (!(await hasPermission(github, ctx.pr.repo, ctx.sender, config.permissions.build))) {
     return `account ${codeSpan(ctx.sender)} has NO permission to submit build jobs`;
   }
+  const closure = await prClosure(ctx.work.deps, ctx.pr);
+  if (closure) return `no jobs were submitted: ${describeClosure(closure)}`;
   const selection = selectBuildTargets(ctx.args, config);
   if (!selection.ok) return `no jobs were submitted: ${selection.reason}`;
   if (selection.targets.length === 0) {

@@ -4,6 +4,7 @@ import type { JobData } from '../../job.js';
 import { codeSpan } from '../../markdown.js';
 import { buildTargetKey } from '../../targets.js';
 import type { DirState } from '../../state.js';
+import { describeClosure, prClosure } from '../cleanup.js';
 import { prJobs } from '../job.js';
 import type { CommandHandler } from './types.js';
 
@@ -11,10 +12,18 @@ export const status: CommandHandler = async (ctx) => {
   const { jobdirs, config } = ctx.work.deps;
   const jobs = await prJobs(ctx.work.deps, ctx.pr);
   const selected = ctx.args.general.includes('last_build') ? lastPerTarget(jobs) : jobs;
-  if (selected.length === 0) return `no build jobs of instance ${codeSpan(config.instance)} for this PR yet`;
-  return renderStatusTable(
-    selected.map(({ dir, state }) => ({ dir: jobdirs.relative(dir), state })),
-    config.instance,
+  const closure = await prClosure(ctx.work.deps, ctx.pr);
+  const closed = closure
+    ? `${describeClosure(closure)}: no new jobs start, and its job directories go to the trash.\n\n`
+    : '';
+  if (selected.length === 0)
+    return `${closed}no build jobs of instance ${codeSpan(config.instance)} for this PR yet`;
+  return (
+    closed +
+    renderStatusTable(
+      selected.map(({ dir, state }) => ({ dir: jobdirs.relative(dir), state })),
+      config.instance,
+    )
   );
 };
 

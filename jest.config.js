@@ -7,6 +7,7 @@ export default {
   },
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   testMatch: ['<rootDir>/tests/**/*.test.ts'],
+  setupFiles: ['<rootDir>/tests/support/isolateHome.ts'],
   testTimeout: 30000,
   maxWorkers: 2,
 };

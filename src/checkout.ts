@@ -16,6 +16,7 @@ import { authEnv, git, GitError } from './git.js';
 import type { JobData } from './job.js';
 import { writeJobCfg, JobConfigError } from './jobConfig.js';
 import { codeSpan } from './markdown.js';
+import { crashPoint } from './crashPoint.js';
 import type { WorkDir } from './stages/context.js';
 import { finishWorkTree, startWorkTree, workTreeOf } from './workTree.js';
 
@@ -165,5 +166,6 @@ async function checkoutInto(tree: string, mirror: string, merge: string): Promis
   await git(['init', '--quiet', tree]);
   const alternates = path.join(tree, '.git', 'objects', 'info', 'alternates');
   await fs.writeFile(alternates, path.join(mirror, 'objects') + '\n');
+  crashPoint('checkout-begun');
   await git(['-C', tree, 'checkout', '--quiet', '--detach', merge]);
 }

@@ -28,7 +28,7 @@ export async function lookupJobUser(name: string): Promise<JobUser> {
       return (await run('id', [flag, '--', name], { timeoutMs: 10_000 })).trim();
     } catch {
       throw new JobUserError(
-        `backend.run_as: user ${JSON.stringify(name)} does not exist; create it (scripts/install-job-user.sh does on a dev machine)`,
+        `user ${JSON.stringify(name)} does not exist; create it (scripts/install-job-user.sh does on a dev machine)`,
       );
     }
   };
@@ -77,12 +77,15 @@ export async function readableBy(file: string, user: JobUser): Promise<boolean> 
   return await reachableBy(path.dirname(abs), user);
 }
 
-/** Whether `user` can reach (search every directory down to and including) `dir`. */
+/**
+ * Whether `user` can reach (search every directory down to and including) `dir`; parts that do not exist
+ * yet are skipped, since the bot creates them with mode 755.
+ */
 export async function reachableBy(dir: string, user: JobUser): Promise<boolean> {
   let current = path.resolve(dir);
   for (;;) {
     const st = await fs.stat(current).catch(() => undefined);
-    if (!st || !permits(st, user, 1)) return false;
+    if (st && !permits(st, user, 1)) return false;
     const parent = path.dirname(current);
     if (parent === current) return true;
     current = parent;

@@ -20,7 +20,7 @@ export async function loadWebhookSecret(cfg: Config, env = process.env): Promise
   const fromEnv = env[cfg.github.webhook_secret_env];
   if (fromEnv) return { secret: fromEnv, source: `env ${cfg.github.webhook_secret_env}`, generated: false };
 
-  const file = webhookSecretFile(cfg);
+  const file = webhookSecretFile(cfg, env);
   // An existing file is only read: it may live in a read-only place (a mounted secret).
   let generated = false;
   let text = await readIfExists(file);

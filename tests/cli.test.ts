@@ -1,6 +1,7 @@
 /**
  * The `hpcbot` command as a user runs it: a child process, real files, real ports.
  */
+import { describeWithJobUser, JOB_USER } from './support/jobUser.js';
 import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -85,7 +86,10 @@ describe('config check', () => {
     const { code, stdout, stderr } = await runCli(['config', 'check', '--config', file], {
       env: { HPCBOT_TEST_WEBHOOK_SECRET: SECRET, HPCBOT_TEST_TOKEN: token },
     });
-    expect(stderr).toBe('');
+    // Said once, plainly: the default runs PR code with the bot's powers.
+    expect(stderr).toBe(
+      "warning: jobs run as the bot's own user: PR code can read the bot's secrets and write its state; set backend.run_as\n",
+    );
     expect(code).toBe(0);
     expect(stdout.split('\n')[0]).toBe(`# ${file}: OK`);
     expect(stdout).toContain(`jobdirs: ${path.join(d, 'jobdirs')}\n`);
@@ -99,11 +103,11 @@ describe('config check', () => {
 
   test('without the env var it names the secret file', async () => {
     const d = await dir();
-    const { code, stdout } = await runCli(['config', 'check', '--config', await writeSiteYaml(d, 1)]);
+    const { code, stdout } = await runCli(['config', 'check', '--config', await writeSiteYaml(d, 1)], {
+      env: { XDG_CONFIG_HOME: path.join(d, 'xdg') },
+    });
     expect(code).toBe(0);
-    expect(stdout).toContain(
-      `  webhook_secret: file ${path.join(d, 'jobdirs', '.secrets', 'webhook-secret')}\n`,
-    );
+    expect(stdout).toContain(`  webhook_secret: file ${path.join(d, 'xdg', 'hpcbot', 'webhook-secret')}\n`);
   });
 
   test('a secret pasted into site.yaml by mistake is still not printed', async () => {
@@ -123,7 +127,7 @@ describe('server', () => {
     const d = await dir();
     const port = await freePort();
     const child = spawnCli(['server', '--config', await writeSiteYaml(d, port)], {
-      env: { HPCBOT_TEST_WEBHOOK_SECRET: SECRET },
+      env: { HPCBOT_TEST_WEBHOOK_SECRET: SECRET, XDG_CONFIG_HOME: path.join(d, 'xdg') },
     });
     await child.waitForOutput(/listening on http:\/\/127\.0\.0\.1:\d+\/webhook/);
     expect(await waitForHttp(`http://127.0.0.1:${port}/healthz`)).toBe(200);
@@ -134,15 +138,19 @@ describe('server', () => {
     expect(child.stdout() + child.stderr()).toContain('webhook secret from env HPCBOT_TEST_WEBHOOK_SECRET');
     expect(child.stdout() + child.stderr()).not.toContain(SECRET);
     // No secret was generated: the env var was used.
-    await expect(fs.access(path.join(d, 'jobdirs', '.secrets', 'webhook-secret'))).rejects.toThrow();
+    await expect(fs.access(path.join(d, 'xdg', 'hpcbot', 'webhook-secret'))).rejects.toThrow();
   });
 
   test('without one: generates a mode-600 secret file, prints its path (not the secret) and uses it', async () => {
     const d = await dir();
     const port = await freePort();
-    const child = spawnCli(['server', '--config', await writeSiteYaml(d, port)]);
+    const child = spawnCli(['server', '--config', await writeSiteYaml(d, port)], {
+      env: { XDG_CONFIG_HOME: path.join(d, 'xdg') },
+    });
     await child.waitForOutput(/listening on/);
-    const file = path.join(d, 'jobdirs', '.secrets', 'webhook-secret');
+    // Outside jobdirs, where no job can reach it.
+    const file = path.join(d, 'xdg', 'hpcbot', 'webhook-secret');
+    expect((await fs.stat(path.dirname(file))).mode & 0o777).toBe(0o700);
     const output = child.stdout() + child.stderr();
     expect(output).toContain(`generated a new webhook secret in ${file}`);
     expect((await fs.stat(file)).mode & 0o777).toBe(0o600);
@@ -188,5 +196,78 @@ describe('start', () => {
     // The server child is gone too: nothing listens any more.
     await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
     expect(child.stdout() + child.stderr()).not.toContain(SECRET);
+  });
+});
+
+describe("config check: secrets out of every job's reach", () => {
+  test('a webhook secret, App key or signing key under jobdirs or the shared file system is an error with its key and line', async () => {
+    const d = await dir();
+    const keys = path.join(d, 'jobdirs', 'keys');
+    await fs.mkdir(keys, { recursive: true });
+    await fs.mkdir(path.join(d, 'shared'));
+    const file = await writeSiteYaml(
+      d,
+      1,
+      [
+        `  webhook_secret_file: ${path.join(keys, 'hook')}`,
+        `  private_key_file: ${path.join(keys, 'app.pem')}`,
+        '  app_id: 1',
+        'build:',
+        '  site_config:',
+        `    shared_fs_path: ${path.join(d, 'shared')}`,
+        'deploy:',
+        '  signing:',
+        `    key_file: ${path.join(d, 'shared', 'sign')}`,
+      ].join('\n'),
+    );
+    const { code, stderr, stdout } = await runCli(['config', 'check', '--config', file]);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+    expect(stderr).toContain(
+      `${file}:10: github.webhook_secret_file: the webhook secret (${path.join(keys, 'hook')}) is under jobdirs`,
+    );
+    expect(stderr).toContain(
+      `${file}:11: github.private_key_file: the App private key (${path.join(keys, 'app.pem')}) is under jobdirs`,
+    );
+    expect(stderr).toContain(
+      `${file}:18: deploy.signing.key_file: the signing key (${path.join(d, 'shared', 'sign')}) is under build.site_config.shared_fs_path`,
+    );
+    // The poller refuses to start on the same config, with the same message.
+    const poll = await runCli(['poll', '--once', '--config', file]);
+    expect(poll.code).toBe(2);
+    expect(poll.stderr).toContain('github.webhook_secret_file: the webhook secret');
+  });
+});
+
+describeWithJobUser('config check with backend.run_as', () => {
+  test('a key the job user can read is an error; once it is mode 600 the check passes', async () => {
+    const d = await dir();
+    await fs.chmod(d, 0o755);
+    const key = path.join(d, 'signing-key');
+    await fs.writeFile(key, 'secret key\n', { mode: 0o644 });
+    await fs.chmod(key, 0o644);
+    const file = await writeSiteYaml(
+      d,
+      1,
+      ['backend:', `  run_as: ${JOB_USER}`, 'deploy:', '  signing:', `    key_file: ${key}`].join('\n'),
+    );
+    const env = { HPCBOT_TEST_WEBHOOK_SECRET: 'x' };
+    const bad = await runCli(['config', 'check', '--config', file], { env });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(
+      `${file}:14: deploy.signing.key_file: the signing key (${key}) is readable by the job user ${JOB_USER}`,
+    );
+    await fs.chmod(key, 0o600);
+    const good = await runCli(['config', 'check', '--config', file], { env });
+    expect(good.stderr).toBe('');
+    expect(good.code).toBe(0);
+  });
+
+  test('an unknown job user is an error', async () => {
+    const d = await dir();
+    const file = await writeSiteYaml(d, 1, ['backend:', '  run_as: no-such-user-hpcbot'].join('\n'));
+    const { code, stderr } = await runCli(['config', 'check', '--config', file]);
+    expect(code).toBe(2);
+    expect(stderr).toContain(`${file}:11: backend.run_as: user "no-such-user-hpcbot" does not exist`);
   });
 });

@@ -49,7 +49,12 @@ describe('valid commands: what each line parses to', () => {
     ['cancel', 'cancel', args({}), 'cancel'],
     // every command takes `inst:` (which instances answer)
     ['help inst:test', 'help', args({ filters: { instance: 'test' } }), 'help instance:test'],
-    ['show_config ins:te*', 'show_config', args({ filters: { instance: 'te*' } }), 'show_config instance:te*'],
+    [
+      'show_config ins:te*',
+      'show_config',
+      args({ filters: { instance: 'te*' } }),
+      'show_config instance:te*',
+    ],
     [
       'status last_build inst:test',
       'status',
@@ -266,7 +271,11 @@ describe('finding the command lines of a comment', () => {
     ['CRLF line ends', 'bot: help\r\nbot: status\r\n', ['help', 'status']],
     ['lines indented less than a code block count', '   bot: help\n  bot: status', ['help', 'status']],
     // A paragraph's continuation lines may be indented any amount (an indented code block cannot interrupt it).
-    ['an indented continuation line of a paragraph counts', 'Hi\n\tbot: help\n        bot: status', ['help', 'status']],
+    [
+      'an indented continuation line of a paragraph counts',
+      'Hi\n\tbot: help\n        bot: status',
+      ['help', 'status'],
+    ],
     ['bare `bot:` is not a command', 'bot:\nbot: \nbot:\t', []],
     ['`Bot:` and `BOT:` are not commands (case-sensitive)', 'Bot: help\nBOT: help\nbOt: help', []],
     ['`bot:` must start the line', 'please bot: help\n> bot: help\n- bot: help\n`bot: help`', []],
@@ -320,7 +329,11 @@ describe('finding the command lines of a comment', () => {
     ['after an inline comment that closed on the line before', 'a <!-- x -->\nbot: help', ['help']],
     ['after a code block', '```\ncode\n```\nbot: help', ['help']],
     ['after a block quote and a blank line', '> quoted\n\nbot: help', ['help']],
-    ['character references later in the line are kept as written', 'bot: build for:arch=zen4 &amp;', ['build for:arch=zen4 &amp;']],
+    [
+      'character references later in the line are kept as written',
+      'bot: build for:arch=zen4 &amp;',
+      ['build for:arch=zen4 &amp;'],
+    ],
     ['a byte order mark before the first line', '\ufeffbot: help\nbot: status', ['help', 'status']],
     ['a lone CR ends a line too', 'Hi\rbot: help', ['help']],
   ])('%s', (_name, body, expected) => {

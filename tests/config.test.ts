@@ -213,7 +213,8 @@ describe('valid configs', () => {
       delay_begin_seconds: 20,
       missing_ticks_before_lost: 3,
     });
-    expect(webhookSecretFile(cfg)).toBe('/var/lib/hpcbot/.secrets/webhook-secret');
+    expect(webhookSecretFile(cfg, { XDG_CONFIG_HOME: '/srv/xdg' })).toBe('/srv/xdg/hpcbot/webhook-secret');
+    expect(webhookSecretFile(cfg, { HOME: '/home/bot' })).toBe('/home/bot/.config/hpcbot/webhook-secret');
   });
 
   test("relative paths are resolved against the config file's directory", () => {
@@ -283,7 +284,7 @@ describe('secrets are described, never shown', () => {
     delete process.env.MY_HOOK_SECRET;
     delete process.env.MY_TOKEN;
     expect(describeSecretsSources(cfg)).toEqual({
-      webhook_secret: 'file /j/.secrets/webhook-secret',
+      webhook_secret: `file ${process.env.XDG_CONFIG_HOME}/hpcbot/webhook-secret`,
       github_auth: 'token from env MY_TOKEN (NOT SET)',
     });
     process.env.MY_HOOK_SECRET = 'hook-secret-value-81c3';

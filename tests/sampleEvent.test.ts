@@ -24,13 +24,15 @@ test('start + sample-event: a job runs on the local backend and its comment is w
   const config = path.join(dir, 'site.yaml');
   await fs.writeFile(config, YAML.stringify(site));
 
-  bot = spawnCli(['start', '--config', config]);
+  bot = spawnCli(['start', '--config', config], { env: { XDG_CONFIG_HOME: path.join(dir, 'xdg') } });
   expect(await waitForHttp(`http://127.0.0.1:${port}/healthz`)).toBe(200);
-  const secretFile = path.join(dir, 'jobdirs', '.secrets', 'webhook-secret');
+  const secretFile = path.join(dir, 'xdg', 'hpcbot', 'webhook-secret');
   expect((await fs.stat(secretFile)).mode & 0o777).toBe(0o600);
   expect(bot.stdout() + bot.stderr()).toContain(secretFile);
 
-  const sender = spawnCli(['sample-event', '--config', config]);
+  const sender = spawnCli(['sample-event', '--config', config], {
+    env: { XDG_CONFIG_HOME: path.join(dir, 'xdg') },
+  });
   expect((await sender.exited).code).toBe(0);
   expect(sender.stdout()).toMatch(/^server answered 202 \{"delivery":"[0-9a-f-]+","stored":true\}/);
 

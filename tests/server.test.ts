@@ -563,15 +563,16 @@ describe('webhook secret file', () => {
   test('generated on first start with mode 600 in a mode 700 dir, then reused; the env var wins', async () => {
     const dir = await tempDir();
     const config = loadConfig(await writeSiteYaml(dir, 0));
-    const first = await loadWebhookSecret(config, {});
+    const env = { XDG_CONFIG_HOME: path.join(dir, 'xdg') };
+    const first = await loadWebhookSecret(config, env);
     expect(first.generated).toBe(true);
     expect(first.secret).toMatch(/^[0-9a-f]{64}$/);
-    const file = path.join(config.jobdirs, '.secrets', 'webhook-secret');
+    const file = path.join(dir, 'xdg', 'hpcbot', 'webhook-secret');
     expect(first.source).toBe(`file ${file}`);
     expect((await fs.stat(file)).mode & 0o777).toBe(0o600);
     expect((await fs.stat(path.dirname(file))).mode & 0o777).toBe(0o700);
 
-    const second = await loadWebhookSecret(config, {});
+    const second = await loadWebhookSecret(config, env);
     expect(second).toEqual({ ...first, generated: false });
 
     const fromEnv = await loadWebhookSecret(config, { HPCBOT_TEST_WEBHOOK_SECRET: 'from-env' });

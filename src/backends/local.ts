@@ -14,6 +14,7 @@ import { spawn } from 'node:child_process';
 import { openSync, closeSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { createFileExclusive, mkdirDurable, readJsonIfExists, writeFileAtomic } from '../fsutil.js';
+import { crashPoint } from '../crashPoint.js';
 import type { JobAccount } from '../jobUser.js';
 import { LOCAL_RUNNER } from '../jobScripts.js';
 import { pidAlive, run } from '../process.js';
@@ -90,7 +91,9 @@ export class LocalBackend implements Backend {
       started_at: new Date(this.now()).toISOString(),
     };
     await writeFileAtomic(this.recordFile(jobId), JSON.stringify(started) + '\n');
+    crashPoint('local-start-recorded');
     this.spawnRunner(jobId, started);
+    crashPoint('local-runner-spawned');
     return true;
   }
 

@@ -61,12 +61,27 @@ const MERGE_ENV = {
   GIT_COMMITTER_DATE: '1970-01-01T00:00:00Z',
 };
 
+/**
+ * PRs are advanced concurrently, but two fetches into one bare mirror would fight over its locks; the
+ * poller is a single process (locks/poller.lock), so a chain of promises per repository is enough.
+ */
+const mirrorQueues = new Map<string, Promise<unknown>>();
+function oneAtATimePerRepo<T>(repo: string, fn: () => Promise<T>): Promise<T> {
+  const next = (mirrorQueues.get(repo) ?? Promise.resolve()).then(fn, fn);
+  const settled = next.catch(() => undefined);
+  mirrorQueues.set(repo, settled);
+  void settled.then(() => mirrorQueues.get(repo) === settled && mirrorQueues.delete(repo));
+  return next;
+}
+
 export async function prepareJobCheckout(work: WorkDir<JobData>): Promise<CheckoutShas> {
   const runDir = path.dirname(path.dirname(work.dir));
   const record = path.join(runDir, 'checkout.json');
   const shas =
     (await readJsonIfExists<CheckoutShas & { mirror: string }>(record)) ??
-    (await fetchAndMerge(work, record));
+    (await oneAtATimePerRepo(`${work.state.data.pr.owner}/${work.state.data.pr.repo}`, () =>
+      fetchAndMerge(work, record),
+    ));
   const user = await work.deps.account.user();
   const partial = await startWorkTree(work.dir, user);
   await checkoutInto(partial, shas.mirror, shas.merge_sha);

@@ -11,6 +11,18 @@ export const COMMAND_LINE_RE = /^bot:[ ]?(.*)$/;
 /** CommonMark's line endings. */
 const LINE_END = /\r\n|\r|\n/g;
 
+/**
+ * micromark's time grows steeply with the nesting of block quotes and lists on one line (20,000 `>`
+ * take 15 s) and with long emphasis delimiter runs (30,000 `*` on each side: 6 minutes). Nobody nests
+ * 100 deep, so such a comment is refused before parsing; and emphasis is not parsed at all, because it
+ * hides no text (code spans, HTML and links, which can, take precedence over it anyway).
+ */
+export const MAX_NESTING = 100;
+const CONTAINER_MARKERS = /^(?:[ \t]*(?:>|[-+*](?=[ \t])|\d{1,9}[.)](?=[ \t])))*/;
+const NO_EMPHASIS = { disable: { null: ['attention'] } };
+
+export class UnreadableCommentError extends Error {}
+
 /** The text after `bot:` of each command line of `markdown`, in order; bare `bot:` lines are left out. */
 export function commandLines(markdown: string): string[] {
   return plainParagraphLines(markdown).flatMap((line) => {
@@ -23,13 +35,21 @@ export function commandLines(markdown: string): string[] {
  * The lines of top-level paragraphs that begin as plain text, trimmed and exactly as written (character
  * references are not decoded, so `bot&#58; help` stays `bot&#58; help`). Never returned: lines of code
  * blocks, headings, block quotes, list items, HTML blocks and link definitions, and paragraph lines
- * that begin inside a code span, inline HTML (a comment), emphasis or a link.
+ * that begin inside a code span, inline HTML (a comment) or a link.
  */
 function plainParagraphLines(markdown: string): string[] {
   // micromark drops a leading byte order mark and counts offsets without it.
   const source = markdown.startsWith('\ufeff') ? markdown.slice(1) : markdown;
+  for (const line of source.split(LINE_END)) {
+    const markers = CONTAINER_MARKERS.exec(line)![0].replace(/[\s\d.)]/g, '').length;
+    if (markers > MAX_NESTING) {
+      throw new UnreadableCommentError(
+        `the comment nests block quotes or lists ${markers} deep on one line (at most ${MAX_NESTING} are read)`,
+      );
+    }
+  }
   const lines: string[] = [];
-  for (const block of fromMarkdown(source).children) {
+  for (const block of fromMarkdown(source, { extensions: [NO_EMPHASIS] }).children) {
     if (block.type !== 'paragraph') continue;
     const text = block.children.filter((c) => c.type === 'text').map(offsets);
     for (const line of linesOf(source, offsets(block))) {

@@ -12,13 +12,15 @@ export const COMMAND_LINE_RE = /^bot:[ ]?(.*)$/;
 const LINE_END = /\r\n|\r|\n/g;
 
 /**
- * micromark's time grows steeply with the nesting of block quotes and lists on one line (20,000 `>`
- * take 15 s) and with long emphasis delimiter runs (30,000 `*` on each side: 6 minutes). Nobody nests
- * 100 deep, so such a comment is refused before parsing; and emphasis is not parsed at all, because it
- * hides no text (code spans, HTML and links, which can, take precedence over it anyway).
+ * micromark's time grows steeply with the number of block quotes and lists a line continues or opens
+ * (one line of 20,000 `>` takes 15 s; cmark and commonmark.js share the problem) and with long
+ * emphasis delimiter runs (30,000 `*` on each side: 6 minutes). Nobody nests that deep, so a comment
+ * where a line may reach more than MAX_NESTING containers is refused before it is parsed (see
+ * nestingBound). Emphasis is not parsed at all: it hides no text, and code spans, HTML and links,
+ * which can, take precedence over it.
  */
-export const MAX_NESTING = 100;
-const CONTAINER_MARKERS = /^(?:[ \t]*(?:>|[-+*](?=[ \t])|\d{1,9}[.)](?=[ \t])))*/;
+export const MAX_NESTING = 32;
+const CONTAINER_PREFIX = /^(?:[ \t]*(?:>|[-+*](?=[ \t])|\d{1,9}[.)](?=[ \t])))*[ \t]*/;
 const NO_EMPHASIS = { disable: { null: ['attention'] } };
 
 export class UnreadableCommentError extends Error {}
@@ -40,13 +42,11 @@ export function commandLines(markdown: string): string[] {
 function plainParagraphLines(markdown: string): string[] {
   // micromark drops a leading byte order mark and counts offsets without it.
   const source = markdown.startsWith('\ufeff') ? markdown.slice(1) : markdown;
-  for (const line of source.split(LINE_END)) {
-    const markers = CONTAINER_MARKERS.exec(line)![0].replace(/[\s\d.)]/g, '').length;
-    if (markers > MAX_NESTING) {
-      throw new UnreadableCommentError(
-        `the comment nests block quotes or lists ${markers} deep on one line (at most ${MAX_NESTING} are read)`,
-      );
-    }
+  const depth = nestingBound(source);
+  if (depth > MAX_NESTING) {
+    throw new UnreadableCommentError(
+      `the comment nests block quotes or lists up to ${depth} deep (at most ${MAX_NESTING} are read)`,
+    );
   }
   const lines: string[] = [];
   for (const block of fromMarkdown(source, { extensions: [NO_EMPHASIS] }).children) {
@@ -83,4 +83,27 @@ function linesOf(source: string, span: Span): Array<{ start: number; text: strin
   }
   lines.push({ start, text: source.slice(start, span.end) });
   return lines;
+}
+
+/**
+ * An upper bound of the containers (block quotes, list items) any one line continues or opens. A line
+ * opens at most one per marker (`>`, `-`, `1.`...) in front of its text and continues an open list item
+ * only with at least 2 columns of indentation each (a block quote needs its `>`), so it reaches at
+ * most `markers + min(open, indentation / 2)`; `open`, the containers earlier lines may have left
+ * open, is at most the largest such number so far.
+ */
+export function nestingBound(source: string): number {
+  let open = 0;
+  for (const line of source.split(LINE_END)) {
+    const prefix = CONTAINER_PREFIX.exec(line)![0];
+    let columns = 0;
+    let markers = 0;
+    for (const ch of prefix) {
+      if (ch === ' ') columns++;
+      else if (ch === '\t') columns += 4 - (columns % 4);
+      else if (!/[\d.)]/.test(ch)) markers++;
+    }
+    open = Math.max(open, markers + Math.min(open, Math.floor(columns / 2)));
+  }
+  return open;
 }

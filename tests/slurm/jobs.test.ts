@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { JobData } from '../../src/job.js';
+import { workTreeOf } from '../../src/workTree.js';
 import { runTick } from '../../src/poller.js';
 import { cancelJob } from '../../src/stages/job.js';
 import { readState } from '../../src/state.js';
@@ -77,7 +78,7 @@ describeSlurm('Slurm build jobs', () => {
     const id = (await stateOf<JobData>(dir)).data.job_id!;
     const queued = await slurm('squeue', ['--noheader', '-j', id, '-o', '%T|%r|%j|%k|%Z']);
     expect(queued.trim()).toBe(
-      `PENDING|JobHeldUser|hpcbot-t${process.pid}-test|hpcbot:${(await stateOf<JobData>(dir)).data.submit_id}|${dir}`,
+      `PENDING|JobHeldUser|hpcbot-t${process.pid}-test|hpcbot:${(await stateOf<JobData>(dir)).data.submit_id}|${workTreeOf(dir)}`,
     );
 
     await tickUntil(h, stageIs('finished'), 90_000, 500);
@@ -101,15 +102,21 @@ describeSlurm('Slurm build jobs', () => {
     expect(rows).toEqual(['submitted', 'released', 'running', 'finished', 'test result']);
     expect(body).toContain(`|job \`${id}\` is running|`);
     expect(body).toContain('(scheduler: `COMPLETED, exit code 0:0`)');
-    expect(readFileSync(path.join(dir, `slurm-${id}.out`), 'utf8')).toContain(
+    expect(readFileSync(path.join(workTreeOf(dir), `slurm-${id}.out`), 'utf8')).toContain(
       'building for software_subdir = x86_64/amd/zen4',
     );
   }, 120_000);
 
-  test("the job does not inherit the bot's secrets from sbatch's environment", async () => {
-    const secrets = { HARNESS_GITHUB_TOKEN: 'ghp_harness', HPCBOT_WEBHOOK_SECRET: 'webhook-secret-value' };
-    const saved = Object.keys(secrets).map((name) => [name, process.env[name]] as const);
-    Object.assign(process.env, secrets, { HPCBOT_NOT_SECRET: 'passed-on' }); // the poller's environment
+  test("the job gets only an allow-list of the bot's environment through sbatch (no secrets, agents or HOME)", async () => {
+    const bots = {
+      HARNESS_GITHUB_TOKEN: 'ghp_harness',
+      HPCBOT_WEBHOOK_SECRET: 'webhook-secret-value',
+      SSH_AUTH_SOCK: '/tmp/agent.sock',
+      GIT_ASKPASS: '/bin/echo',
+      TZ: 'Europe/Amsterdam', // allow-listed: passed on
+    };
+    const saved = { ...process.env };
+    Object.assign(process.env, bots); // the poller's environment
     try {
       h = await startHarness('', SLURM());
       setUpPr({
@@ -119,15 +126,14 @@ describeSlurm('Slurm build jobs', () => {
       await storeComment(h, 'bot: build for:arch=zen4');
       await tickUntil(h, stageIs('finished'), 90_000, 500);
     } finally {
-      delete process.env.HPCBOT_NOT_SECRET;
-      for (const [name, value] of saved) {
-        if (value === undefined) delete process.env[name];
-        else process.env[name] = value;
-      }
+      process.env = saved;
     }
-    const env = readFileSync(path.join(await onlyJob(), 'job-env.txt'), 'utf8');
-    expect(env).toMatch(/^HPCBOT_NOT_SECRET=passed-on$/m);
+    const tree = workTreeOf(await onlyJob());
+    const env = readFileSync(path.join(tree, 'job-env.txt'), 'utf8');
+    expect(env).toMatch(/^TZ=Europe\/Amsterdam$/m);
+    expect(env).toMatch(new RegExp(`^HOME=${tree}$`, 'm'));
     expect(env).not.toMatch(/HARNESS_GITHUB_TOKEN|ghp_harness|HPCBOT_WEBHOOK_SECRET|webhook-secret-value/);
+    expect(env).not.toMatch(/^(SSH_AUTH_SOCK|GIT_ASKPASS)=/m);
   }, 120_000);
 
   test('a failing build is FAILED with its exit code and the FAILURE result', async () => {
@@ -234,7 +240,7 @@ describeSlurm('Slurm build jobs', () => {
           '-o',
           'JobID,WorkDir',
         ]);
-        return byDir.split('\n').filter((l) => l.endsWith(`|${dir}`));
+        return byDir.split('\n').filter((l) => l.endsWith(`|${workTreeOf(dir)}`));
       },
       (lines) => lines.length > 0,
     );

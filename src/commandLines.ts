@@ -1,27 +1,38 @@
 /**
- * Which lines of a PR comment are `bot:` commands. The comment is parsed as CommonMark (micromark,
- * through mdast-util-from-markdown) so that only what a reader sees as plain text counts: a command
- * hidden in an HTML comment, shown as an example in a code block, or quoted from someone else is
- * never run.
+ * Which lines of a PR comment are `bot:` commands. The comment is parsed as GitHub renders it
+ * (CommonMark with GitHub's extensions, by marked's lexer) so that only what a reader sees as plain
+ * text counts: a command hidden in an HTML comment, shown as an example in a code block, or quoted
+ * from someone else is never run.
  */
-import { fromMarkdown } from 'mdast-util-from-markdown';
+import { Lexer, Tokenizer, type Token } from 'marked';
 
 export const COMMAND_LINE_RE = /^bot:[ ]?(.*)$/;
 
-/** CommonMark's line endings. */
-const LINE_END = /\r\n|\r|\n/g;
+/** CommonMark's line endings (marked turns them all into `\n`). */
+const LINE_END = /\r\n|\r|\n/;
 
 /**
- * micromark's time grows steeply with the number of block quotes and lists a line continues or opens
- * (one line of 20,000 `>` takes 15 s; cmark and commonmark.js share the problem) and with long
- * emphasis delimiter runs (30,000 `*` on each side: 6 minutes). Nobody nests that deep, so a comment
- * where a line may reach more than MAX_NESTING containers is refused before it is parsed (see
- * nestingBound). Emphasis is not parsed at all: it hides no text, and code spans, HTML and links,
- * which can, take precedence over it.
+ * Markdown parsers take time or stack out of proportion with deeply nested block quotes and lists
+ * (cmark, commonmark.js and micromark slow down; marked overflows its stack on one line of 20,000
+ * `>`), so a comment where a line may reach more than MAX_NESTING of them is refused before it is
+ * parsed (see nestingBound). Nobody nests that deep.
  */
 export const MAX_NESTING = 32;
 const CONTAINER_PREFIX = /^(?:[ \t]*(?:>|[-+*](?=[ \t])|\d{1,9}[.)](?=[ \t])))*[ \t]*/;
-const NO_EMPHASIS = { disable: { null: ['attention'] } };
+
+/**
+ * Emphasis and strikethrough are not parsed: they hide no text, and code spans, HTML and links, which
+ * can, take precedence over them. marked's emphasis is slow on hostile input (`*a _` repeated 15,000
+ * times takes 20 s) and overflows the stack on long delimiter runs.
+ */
+class VisibleTextTokenizer extends Tokenizer {
+  override emStrong(): undefined {
+    return undefined;
+  }
+  override del(): undefined {
+    return undefined;
+  }
+}
 
 export class UnreadableCommentError extends Error {}
 
@@ -40,7 +51,6 @@ export function commandLines(markdown: string): string[] {
  * that begin inside a code span, inline HTML (a comment) or a link.
  */
 function plainParagraphLines(markdown: string): string[] {
-  // micromark drops a leading byte order mark and counts offsets without it.
   const source = markdown.startsWith('\ufeff') ? markdown.slice(1) : markdown;
   const depth = nestingBound(source);
   if (depth > MAX_NESTING) {
@@ -48,14 +58,24 @@ function plainParagraphLines(markdown: string): string[] {
       `the comment nests block quotes or lists up to ${depth} deep (at most ${MAX_NESTING} are read)`,
     );
   }
+  const lexer = new Lexer({ gfm: true, tokenizer: new VisibleTextTokenizer() });
   const lines: string[] = [];
-  for (const block of fromMarkdown(source, { extensions: [NO_EMPHASIS] }).children) {
+  for (const block of lexer.lex(source)) {
     if (block.type !== 'paragraph') continue;
-    const text = block.children.filter((c) => c.type === 'text').map(offsets);
-    for (const line of linesOf(source, offsets(block))) {
-      const trimmed = line.text.trim();
-      const first = line.start + line.text.indexOf(trimmed);
+    // The inline tokens' raw texts make up the paragraph's text; find where each of its lines starts.
+    const text: Span[] = [];
+    let at = 0;
+    for (const token of block.tokens ?? []) {
+      if (token.type === 'text') text.push({ start: at, end: at + token.raw.length });
+      at += token.raw.length;
+    }
+    const paragraph = (block.tokens ?? []).map((t: Token) => t.raw).join('');
+    let start = 0;
+    for (const line of paragraph.split('\n')) {
+      const trimmed = line.trim();
+      const first = start + line.indexOf(trimmed);
       if (text.some((t) => t.start <= first && first < t.end)) lines.push(trimmed);
+      start += line.length + 1;
     }
   }
   return lines;
@@ -64,25 +84,6 @@ function plainParagraphLines(markdown: string): string[] {
 interface Span {
   start: number;
   end: number;
-}
-
-function offsets(node: { position?: { start: { offset?: number }; end: { offset?: number } } }): Span {
-  const start = node.position?.start.offset;
-  const end = node.position?.end.offset;
-  if (start === undefined || end === undefined) throw new Error('markdown node without a position');
-  return { start, end };
-}
-
-function linesOf(source: string, span: Span): Array<{ start: number; text: string }> {
-  const lines: Array<{ start: number; text: string }> = [];
-  let start = span.start;
-  for (const m of source.slice(span.start, span.end).matchAll(LINE_END)) {
-    const end = span.start + m.index;
-    lines.push({ start, text: source.slice(start, end) });
-    start = end + m[0].length;
-  }
-  lines.push({ start, text: source.slice(start, span.end) });
-  return lines;
 }
 
 /**
@@ -95,15 +96,17 @@ function linesOf(source: string, span: Span): Array<{ start: number; text: strin
 export function nestingBound(source: string): number {
   let open = 0;
   for (const line of source.split(LINE_END)) {
-    const prefix = CONTAINER_PREFIX.exec(line)![0];
-    let columns = 0;
+    let indentation = 0;
     let markers = 0;
-    for (const ch of prefix) {
-      if (ch === ' ') columns++;
-      else if (ch === '\t') columns += 4 - (columns % 4);
-      else if (!/[\d.)]/.test(ch)) markers++;
+    let afterMarker = false;
+    for (const ch of CONTAINER_PREFIX.exec(line)![0]) {
+      // The space after a marker is part of the marker.
+      if (ch === ' ' && !afterMarker) indentation++;
+      else if (ch === '\t') indentation += 4 - (indentation % 4);
+      else if ('>-+*.)'.includes(ch)) markers++;
+      afterMarker = '>-+*.)'.includes(ch);
     }
-    open = Math.max(open, markers + Math.min(open, Math.floor(columns / 2)));
+    open = Math.max(open, markers + Math.min(open, Math.floor(indentation / 2)));
   }
   return open;
 }

@@ -73,6 +73,9 @@ export async function writeJobCfg(
       `repository ${target.repoId} has no section in ${build.repos_cfg_dir ?? '(build.repos_cfg_dir is not set)'}/repos.cfg`,
     );
   }
-  await writeFileAtomic(path.join(cfgDir, 'job.cfg'), renderJobCfg(build.site_config, target, path.join(finalDir, 'cfg'), repo));
+  await writeFileAtomic(
+    path.join(cfgDir, 'job.cfg'),
+    renderJobCfg(build.site_config, target, path.join(finalDir, 'cfg'), repo),
+  );
   if (vars.length > 0) await writeFileAtomic(path.join(cfgDir, 'export_vars.sh'), renderExportVars(vars));
 }

@@ -358,16 +358,16 @@ describe('issue_comment.created on a PR', () => {
   test('mistakes: each gets what was wrong and the correct syntax, in one reply', async () => {
     const deps = makeDeps({ chatlevel: 'minimal' });
     const dir = await comment(
-      ['bot: frobnicate', 'bot: build', 'bot: build for:arch=zen4 flavour:x', 'bot: cancel inst:x'].join(
+      ['bot: frobnicate', 'bot: build', 'bot: build for:arch=zen4 flavour:x', 'bot: cancel for:arch=x'].join(
         '\n',
       ),
       'd-bad',
     );
     await runTick(deps);
     const oneOf =
-      'one of: `bot: help`, `bot: show_config`, `bot: status [last_build]`, ' +
+      'one of: `bot: help [inst:<instance>]`, `bot: show_config [inst:<instance>]`, `bot: status [last_build] [inst:<instance>]`, ' +
       '`bot: build [on:arch=<cpu>[,accel=<gpu>]] for:arch=<cpu>[,accel=<gpu>] [repo:<repo_id>] [inst:<instance>] [exportvariable:NAME=value]`, ' +
-      '`bot: cancel [job:<job id>] [repo:<repo_id>] [arch:<cpu>] [accel:<gpu>]`, `bot: deploy`';
+      '`bot: cancel [job:<job id>] [repo:<repo_id>] [arch:<cpu>] [accel:<gpu>] [inst:<instance>]`, `bot: deploy [inst:<instance>]`';
     const buildSyntax =
       '`bot: build [on:arch=<cpu>[,accel=<gpu>]] for:arch=<cpu>[,accel=<gpu>] [repo:<repo_id>] [inst:<instance>] [exportvariable:NAME=value]`';
     const body = reply('alice', [
@@ -385,10 +385,10 @@ describe('issue_comment.created on a PR', () => {
           `\n\ncorrect syntax: ${buildSyntax}`,
       ],
       [
-        'cancel inst:x',
+        'cancel for:arch=x',
         undefined,
-        '`cancel` takes only `job:`, `repo:`, `arch:` and `accel:` filters' +
-          '\n\ncorrect syntax: `bot: cancel [job:<job id>] [repo:<repo_id>] [arch:<cpu>] [accel:<gpu>]`',
+        '`cancel` takes only `job:`, `repo:`, `arch:`, `accel:` and `inst:` filters' +
+          '\n\ncorrect syntax: `bot: cancel [job:<job id>] [repo:<repo_id>] [arch:<cpu>] [accel:<gpu>] [inst:<instance>]`',
       ],
     ]);
     expect(postedBodies()).toEqual([`${body}\n${marker(dir, 'g0:reply')}`]);

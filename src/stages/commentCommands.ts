@@ -4,6 +4,7 @@
  * Results are saved per command, so a retry after a crash neither re-runs a finished command nor posts
  * a second reply.
  */
+import { UnreadableCommentError } from '../commandLines.js';
 import type { Chatlevel } from '../config.js';
 import { parseBotCommands, type CommandName, type ParsedCommand } from '../commands.js';
 import { codeSpan } from '../markdown.js';
@@ -44,7 +45,14 @@ export const handleCommentCommands: EventHandler = async (ctx) => {
   const sender = comment.user.login;
   if (isBotAccount(sender, config.github.bot_login))
     return { ignored: `comment by the bot account ${sender}` };
-  const { commands, dropped, forOtherInstances } = parseBotCommands(comment.body ?? '', config.instance);
+  let parsed: ReturnType<typeof parseBotCommands>;
+  try {
+    parsed = parseBotCommands(comment.body ?? '', config.instance);
+  } catch (err) {
+    if (err instanceof UnreadableCommentError) return { ignored: `comment not read: ${err.message}` };
+    throw err;
+  }
+  const { commands, dropped, forOtherInstances } = parsed;
   if (commands.length === 0) {
     return forOtherInstances > 0
       ? { ignored: `every command is for other instances (inst:), none for ${config.instance}` }

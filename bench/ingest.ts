@@ -5,7 +5,7 @@
  * 1, 8 and 32, bounded in count and in time, to two servers that run as child processes (so that
  * this load generator does not share their event loop):
  *
- *   ours  the real `hpcbot server` (src/cli.ts) on a fresh temp jobdirs
+ *   ours  the real `hpcbot server` (src/cli/main.ts) on a fresh temp jobdirs
  *   bare  a bare node:http server that only verifies the HMAC and writes + fsyncs one file per
  *         delivery: the practical limit of "durably store, then acknowledge" on this machine
  *
@@ -278,7 +278,7 @@ async function measure(
 ): Promise<void> {
   // Our server logs its address at info level (and nothing per request).
   const ours = await startChild(
-    ['--import', 'tsx', path.join(ROOT, 'src', 'cli.ts'), 'server', '--config', siteYaml],
+    ['--import', 'tsx', path.join(ROOT, 'src', 'cli', 'main.ts'), 'server', '--config', siteYaml],
     { ...env, HPCBOT_LOG_LEVEL: 'info' },
     /listening on (http:\/\/127\.0\.0\.1:\d+\/webhook)/,
   );

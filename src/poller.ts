@@ -12,15 +12,15 @@ import { watch } from 'node:fs';
 import path from 'node:path';
 import cron from 'node-cron';
 import type { Logger } from 'pino';
-import type { Config } from './config.js';
-import { createBackend } from './backends/index.js';
-import { JobAccount } from './jobUser.js';
-import { workTreeOf } from './workTree.js';
-import { BackendUnavailableError, type Backend, type JobObservation } from './backends/types.js';
-import { createGitHub, type GitHubApi } from './github.js';
-import type { JobData } from './job.js';
-import { JobDirs } from './jobdirs.js';
-import { acquireLock, LockBusyError, waitForLock } from './lock.js';
+import type { Config } from './config/config.js';
+import { createBackend } from './adapters/schedulers/index.js';
+import { JobAccount } from './adapters/jobUser.js';
+import { workTreeOf } from './store/workTree.js';
+import { BackendUnavailableError, type Backend, type JobObservation } from './adapters/schedulers/types.js';
+import { createGitHub, type GitHubApi } from './adapters/github.js';
+import type { JobData } from './store/job.js';
+import { JobDirs } from './store/jobdirs.js';
+import { acquireLock, LockBusyError, waitForLock } from './store/lock.js';
 import {
   FINAL_STAGES,
   isDue,
@@ -29,7 +29,7 @@ import {
   transition,
   writeState,
   type DirState,
-} from './state.js';
+} from './store/state.js';
 import { ReplyBudget, ReplyBudgetSpentError, type StageDeps, type WorkDir } from './stages/context.js';
 import type { EventData } from './stages/event.js';
 import { advanceWorkDir, loadWorkDir } from './stages/index.js';

@@ -8,10 +8,10 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { Webhooks } from '@octokit/webhooks';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from 'pino';
-import type { Config } from './config.js';
-import { classifyEvent, incomingDir, repairDeliveries, storeEvent } from './eventStore.js';
-import { mkdirDurable, removeStaleTemps } from './fsutil.js';
-import { JobDirs, isValidDeliveryId } from './jobdirs.js';
+import type { Config } from './config/config.js';
+import { classifyEvent, incomingDir, repairDeliveries, storeEvent } from './ingest/eventStore.js';
+import { mkdirDurable, removeStaleTemps } from './store/fsutil.js';
+import { JobDirs, isValidDeliveryId } from './store/jobdirs.js';
 
 /** GitHub caps webhook payloads at 25 MiB. */
 export const MAX_BODY_BYTES = 25 * 1024 * 1024;

@@ -1,11 +1,11 @@
 /** Cleanup on PR close: cancel active jobs, say merged/closed, move the PR's directories to the trash. */
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { storeEvent } from '../src/eventStore.js';
-import type { JobData } from '../src/job.js';
-import { monthDir } from '../src/jobdirs.js';
+import { storeEvent } from '../src/ingest/eventStore.js';
+import type { JobData } from '../src/store/job.js';
+import { monthDir } from '../src/store/jobdirs.js';
 import { runTick } from '../src/poller.js';
-import { readState } from '../src/state.js';
+import { readState } from '../src/store/state.js';
 import { PASSING_BOT } from './support/prRepo.js';
 import { payloads } from './support/payloads.js';
 import {

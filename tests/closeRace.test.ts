@@ -6,9 +6,9 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { monthDir } from '../src/jobdirs.js';
+import { monthDir } from '../src/store/jobdirs.js';
 import { runTick } from '../src/poller.js';
-import { readState } from '../src/state.js';
+import { readState } from '../src/store/state.js';
 import { example, payloads } from './support/payloads.js';
 import {
   INSTALLATION,

@@ -3,7 +3,12 @@
  * extraction (src/commandLines.ts: one command per line, case-sensitive, only plain top-level paragraph
  * text, limits), `inst:` on every command, and hostile input.
  */
-import { MAX_NESTING, UnreadableCommentError, commandLines, nestingBound } from '../src/commandLines.js';
+import {
+  MAX_NESTING,
+  UnreadableCommentError,
+  commandLines,
+  nestingBound,
+} from '../src/domain/commandLines.js';
 import {
   COMMAND_SYNTAX,
   MAX_COMMANDS_PER_COMMENT,
@@ -14,7 +19,7 @@ import {
   parseLabelBuildCommand,
   type CommandArgs,
   type ParsedCommand,
-} from '../src/commands.js';
+} from '../src/domain/commands.js';
 
 const BUILD_SYNTAX = COMMAND_SYNTAX.build;
 

@@ -4,10 +4,10 @@
  * `labels.default_build_command`. GitHub is the fake; the exact replies it recorded are asserted.
  */
 import path from 'node:path';
-import { parseConfig, type Config } from '../src/config.js';
-import type { JobData } from '../src/job.js';
+import { parseConfig, type Config } from '../src/config/config.js';
+import type { JobData } from '../src/store/job.js';
 import { runTick } from '../src/poller.js';
-import { readState } from '../src/state.js';
+import { readState } from '../src/store/state.js';
 import type { EventData } from '../src/stages/event.js';
 import {
   OWNER,

@@ -13,7 +13,7 @@ import {
   loadConfig,
   parseConfig,
   webhookSecretFile,
-} from '../src/config.js';
+} from '../src/config/config.js';
 import { ROOT } from './support/spawn.js';
 
 const FILE = 'config/site.yaml';

@@ -4,11 +4,11 @@
  */
 import { existsSync, promises as fs, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { JobData } from '../src/job.js';
-import { storeEvent } from '../src/eventStore.js';
-import { JobDirs } from '../src/jobdirs.js';
-import { readState } from '../src/state.js';
-import { workTreeOf } from '../src/workTree.js';
+import type { JobData } from '../src/store/job.js';
+import { storeEvent } from '../src/ingest/eventStore.js';
+import { JobDirs } from '../src/store/jobdirs.js';
+import { readState } from '../src/store/state.js';
+import { workTreeOf } from '../src/store/workTree.js';
 import { FakeGitHub } from './support/fakeGithub.js';
 import { payloads } from './support/payloads.js';
 import { createPrRepo, PASSING_BOT } from './support/prRepo.js';

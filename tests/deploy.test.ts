@@ -3,11 +3,11 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { JobData } from '../src/job.js';
+import type { JobData } from '../src/store/job.js';
 import { selectJobs } from '../src/stages/deploy.js';
-import type { DirState } from '../src/state.js';
-import { verifyFile } from '../src/signing.js';
-import { workTreeOf } from '../src/workTree.js';
+import type { DirState } from '../src/store/state.js';
+import { verifyFile } from '../src/adapters/signing.js';
+import { workTreeOf } from '../src/store/workTree.js';
 import { PASSING_BOT } from './support/prRepo.js';
 import { killAll, runCli } from './support/spawn.js';
 import {

@@ -5,10 +5,10 @@
 import { existsSync, mkdirSync, mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseConfig } from '../src/config.js';
-import { collectGarbage, formatGcReport, parseAge, prIsOpen, REDELIVERY_WINDOW_MS } from '../src/gc.js';
-import { JobDirs } from '../src/jobdirs.js';
-import { newState, transition, writeState } from '../src/state.js';
+import { parseConfig } from '../src/config/config.js';
+import { collectGarbage, formatGcReport, parseAge, prIsOpen, REDELIVERY_WINDOW_MS } from '../src/cli/gc.js';
+import { JobDirs } from '../src/store/jobdirs.js';
+import { newState, transition, writeState } from '../src/store/state.js';
 import { runCli } from './support/spawn.js';
 
 const DAY = 86_400_000;

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import pino from 'pino';
-import { siteSchema, type Config } from '../src/config.js';
+import { siteSchema, type Config } from '../src/config/config.js';
 import {
   cloneUrlFor,
   createGitHub,
@@ -15,7 +15,7 @@ import {
   type GitHubApi,
   type GitHubOptions,
   type RepoRef,
-} from '../src/github.js';
+} from '../src/adapters/github.js';
 import { FakeGitHub } from './support/fakeGithub.js';
 
 const run = promisify(execFile);

@@ -1,16 +1,16 @@
 /**
  * Deliveries a killed server left half-published are settled when the server starts, before it
  * listens: GitHub does not redeliver them on its own. The half-published states are made by the real
- * server (`node --import tsx src/cli.ts server`) killed with SIGKILL at the steps of storing an event
+ * server (`node --import tsx src/cli/main.ts server`) killed with SIGKILL at the steps of storing an event
  * (HPCBOT_CRASH_POINT), then a normal server is started on the same jobdirs.
  */
 import { randomUUID } from 'node:crypto';
 import { jest } from '@jest/globals';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { INCOMING_DIR } from '../src/eventStore.js';
-import { JobDirs } from '../src/jobdirs.js';
-import { newState, writeState } from '../src/state.js';
+import { INCOMING_DIR } from '../src/ingest/eventStore.js';
+import { JobDirs } from '../src/store/jobdirs.js';
+import { newState, writeState } from '../src/store/state.js';
 import { makeDelivery, payloads, send, type Delivery } from './support/payloads.js';
 import {
   eventDirs,

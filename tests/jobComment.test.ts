@@ -5,16 +5,16 @@
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { siteSchema, type Config } from '../src/config.js';
-import { parseIni } from '../src/ini.js';
-import type { JobData } from '../src/job.js';
-import { cancelReasonText, finalState, jobTimeLimit, type FinalRow } from '../src/jobComment.js';
-import { monthDir } from '../src/jobdirs.js';
+import { siteSchema, type Config } from '../src/config/config.js';
+import { parseIni } from '../src/domain/ini.js';
+import type { JobData } from '../src/store/job.js';
+import { cancelReasonText, finalState, jobTimeLimit, type FinalRow } from '../src/domain/jobComment.js';
+import { monthDir } from '../src/store/jobdirs.js';
 import { runTick } from '../src/poller.js';
-import { interpretResult } from '../src/resultFile.js';
-import { newState, readState, writeState } from '../src/state.js';
-import type { BuildTarget } from '../src/targets.js';
-import type { Backend, JobObservation } from '../src/backends/types.js';
+import { interpretResult } from '../src/domain/resultFile.js';
+import { newState, readState, writeState } from '../src/store/state.js';
+import type { BuildTarget } from '../src/domain/targets.js';
+import type { Backend, JobObservation } from '../src/adapters/schedulers/types.js';
 import { INSTALLATION, OWNER, PR, REPO, startHarness, type Harness } from './support/botHarness.js';
 
 const noResult = interpretResult(undefined, 'result', '_bot_job42.result');

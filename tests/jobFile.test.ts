@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { copyJobFile, openJobFile } from '../src/jobFile.js';
+import { copyJobFile, openJobFile } from '../src/store/jobFile.js';
 
 let base: string;
 let work: string;

@@ -1,9 +1,9 @@
 /** The whole build cycle on the local backend: comment → job dir → checkout → run → result in the PR. */
-import { workTreeOf } from '../src/workTree.js';
+import { workTreeOf } from '../src/store/workTree.js';
 import { readFileSync, existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { createBackend } from '../src/backends/index.js';
-import type { JobData } from '../src/job.js';
+import { createBackend } from '../src/adapters/schedulers/index.js';
+import type { JobData } from '../src/store/job.js';
 import { PASSING_BOT, advanceBase } from './support/prRepo.js';
 import {
   jobDirsOf,

@@ -1,5 +1,5 @@
 /** Overlapping builds (build.on_overlap) and new pushes (build.on_new_push), on the local backend. */
-import type { JobData } from '../src/job.js';
+import type { JobData } from '../src/store/job.js';
 import { PASSING_BOT } from './support/prRepo.js';
 import { payloads } from './support/payloads.js';
 import {

@@ -5,10 +5,10 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { JobData } from '../src/job.js';
-import { storeEvent } from '../src/eventStore.js';
-import { JobDirs } from '../src/jobdirs.js';
-import { readState, writeState, type DirState } from '../src/state.js';
+import type { JobData } from '../src/store/job.js';
+import { storeEvent } from '../src/ingest/eventStore.js';
+import { JobDirs } from '../src/store/jobdirs.js';
+import { readState, writeState, type DirState } from '../src/store/state.js';
 import type { EventData } from '../src/stages/event.js';
 import { FakeGitHub } from './support/fakeGithub.js';
 import { payloads } from './support/payloads.js';

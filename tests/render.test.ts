@@ -6,18 +6,18 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { CHATLEVELS, siteSchema, type Chatlevel, type Config } from '../src/config.js';
-import { COMMAND_LINE_RE, COMMAND_SYNTAX, parseBotCommands } from '../src/commands.js';
-import { createGitHub, GitHubError, type GitHubApi, type RepoRef } from '../src/github.js';
+import { CHATLEVELS, siteSchema, type Chatlevel, type Config } from '../src/config/config.js';
+import { COMMAND_LINE_RE, COMMAND_SYNTAX, parseBotCommands } from '../src/domain/commands.js';
+import { createGitHub, GitHubError, type GitHubApi, type RepoRef } from '../src/adapters/github.js';
 import {
   MAX_COMMENT_CHARS,
   codeSpan,
   commentMarker,
   fitComment,
   neutralizeCommands,
-} from '../src/markdown.js';
-import { hasPermission, isBotAccount, matchLogin } from '../src/permissions.js';
-import { renderCommandReply, renderConfig, renderHelp, renderSyntaxError } from '../src/render.js';
+} from '../src/domain/markdown.js';
+import { hasPermission, isBotAccount, matchLogin } from '../src/domain/permissions.js';
+import { renderCommandReply, renderConfig, renderHelp, renderSyntaxError } from '../src/domain/render.js';
 import { chatAllows } from '../src/stages/context.js';
 import { FakeGitHub } from './support/fakeGithub.js';
 

@@ -12,9 +12,9 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseIni } from '../src/ini.js';
-import { MAX_RESULT_FILE_BYTES, readResultFiles, sanitizeDescription } from '../src/resultFile.js';
-import { workTreeOf } from '../src/workTree.js';
+import { parseIni } from '../src/domain/ini.js';
+import { MAX_RESULT_FILE_BYTES, readResultFiles, sanitizeDescription } from '../src/domain/resultFile.js';
+import { workTreeOf } from '../src/store/workTree.js';
 
 const tmp = () => mkdtempSync(path.join(os.tmpdir(), 'hpcbot-result-'));
 

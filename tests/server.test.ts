@@ -5,11 +5,11 @@
 import { promises as fs } from 'node:fs';
 import type { Server } from 'node:http';
 import path from 'node:path';
-import { loadConfig, type Config } from '../src/config.js';
-import { EVENT_FILE, INCOMING_DIR, storeEvent, type IncomingEvent } from '../src/eventStore.js';
-import { JobDirs, monthDir } from '../src/jobdirs.js';
+import { loadConfig, type Config } from '../src/config/config.js';
+import { EVENT_FILE, INCOMING_DIR, storeEvent, type IncomingEvent } from '../src/ingest/eventStore.js';
+import { JobDirs, monthDir } from '../src/store/jobdirs.js';
 import { createLogger } from '../src/log.js';
-import { loadWebhookSecret } from '../src/secrets.js';
+import { loadWebhookSecret } from '../src/config/secrets.js';
 import { MAX_BODY_BYTES, createApp, startServer } from '../src/server.js';
 import { get, makeDelivery, payloads, post, send, sign, type Delivery } from './support/payloads.js';
 import { eventDirs, listFiles, tempDir as makeTempDir, writeSiteYaml } from './support/spawn.js';

@@ -1,5 +1,5 @@
 /**
- * The real server as a child process (`node --import tsx src/cli.ts server`), killed with SIGKILL:
+ * The real server as a child process (`node --import tsx src/cli/main.ts server`), killed with SIGKILL:
  * mid-stream at a random moment, and at each step of storing an event (HPCBOT_CRASH_POINT). After
  * the kill, every acknowledged delivery must be on disk and parse, no temp file may be visible as an
  * event, and after a restart every redelivery is stored exactly once.
@@ -9,8 +9,8 @@ import { jest } from '@jest/globals';
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { EVENT_FILE, INCOMING_DIR } from '../src/eventStore.js';
-import { JobDirs } from '../src/jobdirs.js';
+import { EVENT_FILE, INCOMING_DIR } from '../src/ingest/eventStore.js';
+import { JobDirs } from '../src/store/jobdirs.js';
 import { makeDelivery, payloads, send, type Delivery, type Reply } from './support/payloads.js';
 import {
   eventDirs,

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { SigningError, signFile, sigPath, verifyFile } from '../src/signing.js';
+import { SigningError, signFile, sigPath, verifyFile } from '../src/adapters/signing.js';
 
 let dir: string;
 let botKey: string;

@@ -3,25 +3,25 @@
  * storeEvent, one `runTick`, then the exact GitHub calls the fake recorded, the state files and the
  * pending-work index. GitHub is the fake (through the real adapter); the batch system is a stub.
  */
-import { JobAccount } from '../src/jobUser.js';
+import { JobAccount } from '../src/adapters/jobUser.js';
 import { jest } from '@jest/globals';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import type { Backend, JobObservation } from '../src/backends/types.js';
-import { COMMAND_LINE_RE } from '../src/commands.js';
-import { siteSchema, type Config } from '../src/config.js';
-import { storeEvent } from '../src/eventStore.js';
-import type { JobData } from '../src/job.js';
-import { JobDirs, monthDir } from '../src/jobdirs.js';
-import { acquireLock, isStale, LockBusyError } from '../src/lock.js';
-import { MAX_COMMENT_CHARS } from '../src/markdown.js';
-import { renderConfig, renderHelp } from '../src/render.js';
-import { newState, readState, writeState, type DirState } from '../src/state.js';
+import type { Backend, JobObservation } from '../src/adapters/schedulers/types.js';
+import { COMMAND_LINE_RE } from '../src/domain/commands.js';
+import { siteSchema, type Config } from '../src/config/config.js';
+import { storeEvent } from '../src/ingest/eventStore.js';
+import type { JobData } from '../src/store/job.js';
+import { JobDirs, monthDir } from '../src/store/jobdirs.js';
+import { acquireLock, isStale, LockBusyError } from '../src/store/lock.js';
+import { MAX_COMMENT_CHARS } from '../src/domain/markdown.js';
+import { renderConfig, renderHelp } from '../src/domain/render.js';
+import { newState, readState, writeState, type DirState } from '../src/store/state.js';
 import type { StageDeps } from '../src/stages/context.js';
 import type { EventData } from '../src/stages/event.js';
-import type { BuildTarget } from '../src/targets.js';
+import type { BuildTarget } from '../src/domain/targets.js';
 import { FakeGitHub } from './support/fakeGithub.js';
 import { payloads } from './support/payloads.js';
 
@@ -29,7 +29,7 @@ import { payloads } from './support/payloads.js';
 // notify people). That pacing is the adapter's concern and tested with it; here it would only make
 // this file take minutes, so the plugin is replaced by a no-op. Everything else is the real adapter.
 jest.unstable_mockModule('@octokit/plugin-throttling', () => ({ throttling: () => ({}) }));
-const { createGitHub } = await import('../src/github.js');
+const { createGitHub } = await import('../src/adapters/github.js');
 const { replayEvent, runTick } = await import('../src/poller.js');
 
 const OWNER = 'Codertocat';

@@ -1,10 +1,10 @@
 /**
- * Which jobs a `bot: build` asks for (src/targets.ts), as tables: the anchored component-suffix
+ * Which jobs a `bot: build` asks for (src/domain/targets.ts), as tables: the anchored component-suffix
  * matching rule, `*` globs, the GPU-node guard, repo/inst filters and the exportvariable allow-list.
  */
-import { parseBotCommand } from '../src/commands.js';
-import { siteSchema, type SiteConfig } from '../src/config.js';
-import { describeTargets, patternMatches, selectBuildTargets } from '../src/targets.js';
+import { parseBotCommand } from '../src/domain/commands.js';
+import { siteSchema, type SiteConfig } from '../src/config/config.js';
+import { describeTargets, patternMatches, selectBuildTargets } from '../src/domain/targets.js';
 
 describe('patternMatches: equal to the value or to a trailing run of its `/` components', () => {
   const Z4 = 'x86_64/amd/zen4';

@@ -8,11 +8,11 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import pino from 'pino';
-import { parseConfig } from '../src/config.js';
-import { createGitHub } from '../src/github.js';
+import { parseConfig } from '../src/config/config.js';
+import { createGitHub } from '../src/adapters/github.js';
 import { byPullRequest, runTick } from '../src/poller.js';
 import type { StageDeps } from '../src/stages/context.js';
-import { readState } from '../src/state.js';
+import { readState } from '../src/store/state.js';
 import {
   INSTALLATION,
   OWNER,

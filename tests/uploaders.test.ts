@@ -8,10 +8,10 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { parseConfig } from '../src/config.js';
-import type { JobData } from '../src/job.js';
-import { provenancePath, sha256File } from '../src/provenance.js';
-import { verifyFile } from '../src/signing.js';
+import { parseConfig } from '../src/config/config.js';
+import type { JobData } from '../src/store/job.js';
+import { provenancePath, sha256File } from '../src/domain/provenance.js';
+import { verifyFile } from '../src/adapters/signing.js';
 import {
   createDirectoryUploader,
   createS3Uploader,
@@ -21,7 +21,7 @@ import {
   legacyAwsPath,
   resolveDestination,
   type UploadItem,
-} from '../src/uploaders/index.js';
+} from '../src/adapters/uploaders/index.js';
 import { S3RVER_CREDENTIALS, startS3Server, type S3TestServer } from './support/s3server.js';
 
 // The SDK's notice that Node 20 support ends is not news in test output.

@@ -4,18 +4,18 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { JobData } from '../src/job.js';
-import { buildProvenance, sha256File, writeProvenance } from '../src/provenance.js';
-import { signFile } from '../src/signing.js';
+import type { JobData } from '../src/store/job.js';
+import { buildProvenance, sha256File, writeProvenance } from '../src/domain/provenance.js';
+import { signFile } from '../src/adapters/signing.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** Run `node --import tsx src/cli.ts <args>` to completion (an argument array, no shell). */
+/** Run `node --import tsx src/cli/main.ts <args>` to completion (an argument array, no shell). */
 function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', path.join(ROOT, 'src', 'cli.ts'), ...args],
+      ['--import', 'tsx', path.join(ROOT, 'src', 'cli', 'main.ts'), ...args],
       { cwd: ROOT, timeout: 60_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;

@@ -6,11 +6,11 @@
 import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { ExportVariable } from '../commands.js';
-import { mkdirDurable } from '../fsutil.js';
-import { ACTIVE_JOB_STAGES, type JobData } from '../job.js';
-import { newState, readState, writeState } from '../state.js';
-import type { BuildTarget } from '../targets.js';
+import type { ExportVariable } from '../domain/commands.js';
+import { mkdirDurable } from '../store/fsutil.js';
+import { ACTIVE_JOB_STAGES, type JobData } from '../store/job.js';
+import { newState, readState, writeState } from '../store/state.js';
+import type { BuildTarget } from '../domain/targets.js';
 import type { PullRequestRef, WorkDir } from './context.js';
 import { cancelJob, prJobs, type PrJob } from './job.js';
 import type { EventData } from './event.js';

@@ -11,11 +11,11 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { readEventFile } from '../eventStore.js';
-import { exists, fsyncDir, isTempName, mkdirDurable } from '../fsutil.js';
-import { ACTIVE_JOB_STAGES } from '../job.js';
-import { codeSpan } from '../markdown.js';
-import { FINAL_STAGES, readState, transition } from '../state.js';
+import { readEventFile } from '../ingest/eventStore.js';
+import { exists, fsyncDir, isTempName, mkdirDurable } from '../store/fsutil.js';
+import { ACTIVE_JOB_STAGES } from '../store/job.js';
+import { codeSpan } from '../domain/markdown.js';
+import { FINAL_STAGES, readState, transition } from '../store/state.js';
 import type { EventHandler } from './event.js';
 import { cancelJob, prJobs } from './job.js';
 import type { PullRequestRef, StageDeps } from './context.js';

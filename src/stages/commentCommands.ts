@@ -4,12 +4,12 @@
  * Results are saved per command, so a retry after a crash neither re-runs a finished command nor posts
  * a second reply.
  */
-import { UnreadableCommentError } from '../commandLines.js';
-import type { Chatlevel } from '../config.js';
-import { parseBotCommands, type CommandName, type ParsedCommand } from '../commands.js';
-import { codeSpan } from '../markdown.js';
-import { hasPermission, isBotAccount } from '../permissions.js';
-import { renderCommandReply, renderSyntaxError, type CommandOutcome } from '../render.js';
+import { UnreadableCommentError } from '../domain/commandLines.js';
+import type { Chatlevel } from '../config/config.js';
+import { parseBotCommands, type CommandName, type ParsedCommand } from '../domain/commands.js';
+import { codeSpan } from '../domain/markdown.js';
+import { hasPermission, isBotAccount } from '../domain/permissions.js';
+import { renderCommandReply, renderSyntaxError, type CommandOutcome } from '../domain/render.js';
 import type { EventContext, EventHandler } from './event.js';
 import { claimDenialReply } from './denials.js';
 import { build } from './commands/build.js';

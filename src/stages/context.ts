@@ -5,15 +5,15 @@
  */
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Chatlevel, Config } from '../config.js';
-import { CHATLEVELS } from '../config.js';
-import type { GitHubApi, RepoRef } from '../github.js';
-import type { JobDirs } from '../jobdirs.js';
-import type { Backend } from '../backends/types.js';
-import type { JobAccount } from '../jobUser.js';
-import { commentMarker, fitComment, neutralizeCommands } from '../markdown.js';
-import { writeState, type DirState } from '../state.js';
-import { crashPoint } from '../crashPoint.js';
+import type { Chatlevel, Config } from '../config/config.js';
+import { CHATLEVELS } from '../config/config.js';
+import type { GitHubApi, RepoRef } from '../adapters/github.js';
+import type { JobDirs } from '../store/jobdirs.js';
+import type { Backend } from '../adapters/schedulers/types.js';
+import type { JobAccount } from '../adapters/jobUser.js';
+import { commentMarker, fitComment, neutralizeCommands } from '../domain/markdown.js';
+import { writeState, type DirState } from '../store/state.js';
+import { crashPoint } from '../store/crashPoint.js';
 
 export interface StageDeps {
   config: Config;

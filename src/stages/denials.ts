@@ -6,8 +6,8 @@
  * while it is read and rewritten.
  */
 import path from 'node:path';
-import { mkdirDurable, readJsonIfExists, writeFileAtomic } from '../fsutil.js';
-import { isValidOwner, isValidRepoName } from '../jobdirs.js';
+import { mkdirDurable, readJsonIfExists, writeFileAtomic } from '../store/fsutil.js';
+import { isValidOwner, isValidRepoName } from '../store/jobdirs.js';
 import type { PullRequestRef, WorkDir } from './context.js';
 
 export const DENIAL_REPLY_INTERVAL_MS = 3600_000;

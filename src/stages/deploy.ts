@@ -13,15 +13,15 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { createFileExclusive, mkdirDurable, readJsonIfExists, writeFileAtomic } from '../fsutil.js';
-import { ACTIVE_JOB_STAGES, addRow, type JobData } from '../job.js';
-import { formatRowDate } from '../jobComment.js';
-import { codeSpan } from '../markdown.js';
-import { hasPermission } from '../permissions.js';
-import { readState, writeState, type DirState } from '../state.js';
-import { createUploader, deployArtefact } from '../uploaders/index.js';
-import { workTreeOf } from '../workTree.js';
-import { buildTargetKey } from '../targets.js';
+import { createFileExclusive, mkdirDurable, readJsonIfExists, writeFileAtomic } from '../store/fsutil.js';
+import { ACTIVE_JOB_STAGES, addRow, type JobData } from '../store/job.js';
+import { formatRowDate } from '../domain/jobComment.js';
+import { codeSpan } from '../domain/markdown.js';
+import { hasPermission } from '../domain/permissions.js';
+import { readState, writeState, type DirState } from '../store/state.js';
+import { createUploader, deployArtefact } from '../adapters/uploaders/index.js';
+import { workTreeOf } from '../store/workTree.js';
+import { buildTargetKey } from '../domain/targets.js';
 import type { EventContext } from './event.js';
 import { prJobs, type PrJob } from './job.js';
 

@@ -3,9 +3,9 @@
  * `routeEvent` is pure; `advanceEvent` runs the handler once. Handlers are safe to re-run after a
  * crash, because every effect they have is keyed (see WorkDir).
  */
-import { readEventFile, type StoredEvent } from '../eventStore.js';
-import type { RepoRef } from '../github.js';
-import { transition } from '../state.js';
+import { readEventFile, type StoredEvent } from '../ingest/eventStore.js';
+import type { RepoRef } from '../adapters/github.js';
+import { transition } from '../store/state.js';
 import type { PullRequestRef, WorkDir } from './context.js';
 import { handleCommentCommands } from './commentCommands.js';
 import { handleClosed } from './cleanup.js';

@@ -3,11 +3,11 @@
  * an operator does the same with `hpcbot poll --dir`.
  */
 import path from 'node:path';
-import { EVENT_FILE } from '../eventStore.js';
-import { exists } from '../fsutil.js';
-import type { JobData } from '../job.js';
-import { FINAL_STAGES, newState, readState, type DirState } from '../state.js';
-import type { JobObservation } from '../backends/types.js';
+import { EVENT_FILE } from '../ingest/eventStore.js';
+import { exists } from '../store/fsutil.js';
+import type { JobData } from '../store/job.js';
+import { FINAL_STAGES, newState, readState, type DirState } from '../store/state.js';
+import type { JobObservation } from '../adapters/schedulers/types.js';
 import { WorkDir, type StageDeps } from './context.js';
 import { advanceEvent, type EventData } from './event.js';
 import { advanceJob } from './job.js';

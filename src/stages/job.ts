@@ -10,18 +10,18 @@
  * (before the job id was saved) finds the job instead of submitting a second one.
  */
 import path from 'node:path';
-import type { JobObservation } from '../backends/types.js';
-import type { Config } from '../config.js';
-import { writeFileAtomic } from '../fsutil.js';
-import { ACTIVE_JOB_STAGES, addRow, type JobData, type JobRow } from '../job.js';
-import { readResultFiles } from '../resultFile.js';
-import { readState, transition, writeState, type DirState } from '../state.js';
-import { renderJobComment, formatRowDate, finalState, jobTimeLimit } from '../jobComment.js';
-import { prepareJobCheckout, CheckoutError } from '../checkout.js';
-import { crashPoint } from '../crashPoint.js';
-import { instanceJobName } from '../backends/index.js';
-import { jobScriptPath } from '../jobScripts.js';
-import { openWorkTree, sealWorkTree, workTreeOf } from '../workTree.js';
+import type { JobObservation } from '../adapters/schedulers/types.js';
+import type { Config } from '../config/config.js';
+import { writeFileAtomic } from '../store/fsutil.js';
+import { ACTIVE_JOB_STAGES, addRow, type JobData, type JobRow } from '../store/job.js';
+import { readResultFiles } from '../domain/resultFile.js';
+import { readState, transition, writeState, type DirState } from '../store/state.js';
+import { renderJobComment, formatRowDate, finalState, jobTimeLimit } from '../domain/jobComment.js';
+import { prepareJobCheckout, CheckoutError } from '../adapters/checkout.js';
+import { crashPoint } from '../store/crashPoint.js';
+import { instanceJobName } from '../adapters/schedulers/index.js';
+import { jobScriptPath } from '../adapters/jobScripts.js';
+import { openWorkTree, sealWorkTree, workTreeOf } from '../store/workTree.js';
 import type { PullRequestRef, StageDeps, WorkDir } from './context.js';
 
 export const JOB_COMMENT_KEY = 'job';

@@ -1,9 +1,9 @@
 /** Handlers for `pull_request` events: opened, labeled, synchronize (a new head) and closed. */
-import { isForInstance, parseLabelBuildCommand } from '../commands.js';
-import { ACTIVE_JOB_STAGES } from '../job.js';
-import { codeSpan } from '../markdown.js';
-import { renderCommandReply, renderConfig, renderSyntaxError } from '../render.js';
-import { writeState } from '../state.js';
+import { isForInstance, parseLabelBuildCommand } from '../domain/commands.js';
+import { ACTIVE_JOB_STAGES } from '../store/job.js';
+import { codeSpan } from '../domain/markdown.js';
+import { renderCommandReply, renderConfig, renderSyntaxError } from '../domain/render.js';
+import { writeState } from '../store/state.js';
 import { build } from './commands/build.js';
 import { startDeploy } from './deploy.js';
 import type { EventContext, EventHandler } from './event.js';

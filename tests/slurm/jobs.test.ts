@@ -2,11 +2,11 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { JobData } from '../../src/job.js';
-import { workTreeOf } from '../../src/workTree.js';
+import type { JobData } from '../../src/store/job.js';
+import { workTreeOf } from '../../src/store/workTree.js';
 import { runTick } from '../../src/poller.js';
 import { cancelJob } from '../../src/stages/job.js';
-import { readState } from '../../src/state.js';
+import { readState } from '../../src/store/state.js';
 import { ROOT } from '../support/spawn.js';
 import { PASSING_BOT } from '../support/prRepo.js';
 import { describeSlurm, pollUntil, slurm } from '../support/slurm.js';
@@ -215,7 +215,15 @@ describeSlurm('Slurm build jobs', () => {
     const code = await new Promise<number | null>((resolve) => {
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', path.join(ROOT, 'src/cli.ts'), 'poll', '--once', '--config', h.config.source],
+        [
+          '--import',
+          'tsx',
+          path.join(ROOT, 'src/cli/main.ts'),
+          'poll',
+          '--once',
+          '--config',
+          h.config.source,
+        ],
         {
           env: { ...process.env, HARNESS_GITHUB_TOKEN: 'ghp_harness', HPCBOT_CRASH_POINT: 'after-submit' },
           stdio: 'ignore',

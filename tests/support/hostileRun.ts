@@ -6,8 +6,8 @@
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { JobData } from '../../src/job.js';
-import { workTreeOf } from '../../src/workTree.js';
+import type { JobData } from '../../src/store/job.js';
+import { workTreeOf } from '../../src/store/workTree.js';
 import { hostileBot, makeSecrets, secretsYaml } from './hostilePr.js';
 import { payloads } from './payloads.js';
 import { createPrRepo, PASSING_BOT } from './prRepo.js';

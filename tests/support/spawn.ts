@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const CLI = path.join(ROOT, 'src', 'cli.ts');
+export const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
 export const BIN = path.join(ROOT, 'bin', 'hpcbot.mjs');
 
 const running = new Set<ChildProcess>();
@@ -33,7 +33,7 @@ export interface Child {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Start `node --import tsx src/cli.ts <args>` (or another entry point given as `entry`). */
+/** Start `node --import tsx src/cli/main.ts <args>` (or another entry point given as `entry`). */
 export function spawnCli(
   args: string[],
   opts: { env?: Record<string, string>; entry?: string[] } = {},

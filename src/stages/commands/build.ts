@@ -1,7 +1,7 @@
 /** `bot: build ...`: check permission, select targets, prepare one job directory per target. */
-import { codeSpan } from '../../markdown.js';
-import { hasPermission } from '../../permissions.js';
-import { describeTargets, selectBuildTargets } from '../../targets.js';
+import { codeSpan } from '../../domain/markdown.js';
+import { hasPermission } from '../../domain/permissions.js';
+import { describeTargets, selectBuildTargets } from '../../domain/targets.js';
 import { createBuildRun, type PreparedJob } from '../buildRun.js';
 import { describeClosure, prClosure } from '../cleanup.js';
 import type { CommandHandler } from './types.js';

@@ -1,8 +1,8 @@
 /** `bot: cancel [job:ID] [repo:..] [arch:..] [accel:..]`: cancel this PR's active jobs on this instance. */
-import { ACTIVE_JOB_STAGES } from '../../job.js';
-import { codeSpan } from '../../markdown.js';
-import { hasPermission } from '../../permissions.js';
-import { patternMatches } from '../../targets.js';
+import { ACTIVE_JOB_STAGES } from '../../store/job.js';
+import { codeSpan } from '../../domain/markdown.js';
+import { hasPermission } from '../../domain/permissions.js';
+import { patternMatches } from '../../domain/targets.js';
 import { cancelJob, prJobs } from '../job.js';
 import type { CommandHandler } from './types.js';
 

@@ -1,4 +1,4 @@
-import { renderConfig } from '../../render.js';
+import { renderConfig } from '../../domain/render.js';
 import type { CommandHandler } from './types.js';
 
 export const showConfig: CommandHandler = async (ctx) => renderConfig(ctx.work.deps.config);

@@ -1,9 +1,9 @@
 /** `bot: status [last_build]`: built from this instance's job directories, never by scraping comments. */
 import path from 'node:path';
-import type { JobData } from '../../job.js';
-import { codeSpan } from '../../markdown.js';
-import { buildTargetKey } from '../../targets.js';
-import type { DirState } from '../../state.js';
+import type { JobData } from '../../store/job.js';
+import { codeSpan } from '../../domain/markdown.js';
+import { buildTargetKey } from '../../domain/targets.js';
+import type { DirState } from '../../store/state.js';
 import { describeClosure, prClosure } from '../cleanup.js';
 import { prJobs } from '../job.js';
 import type { CommandHandler } from './types.js';

@@ -1,4 +1,4 @@
-import type { CommandArgs } from '../../commands.js';
+import type { CommandArgs } from '../../domain/commands.js';
 import type { EventContext } from '../event.js';
 
 export interface CommandContext extends EventContext {

@@ -1,0 +1,266 @@
+/**
+ * Turning a verified delivery into an event file. Pure classification (`classifyEvent`) plus the
+ * durable, exactly-once write (`storeEvent`). This is all the webhook server does with a delivery.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import {
+  createFileExclusive,
+  createSyncedFile,
+  exists,
+  fsyncDir,
+  isTempName,
+  mkdirDurable,
+  publishDir,
+  tempName,
+} from '../store/fsutil.js';
+import { crashPoint } from '../store/crashPoint.js';
+import {
+  JobDirs,
+  isValidDeliveryId,
+  isValidOwner,
+  isValidRepoName,
+  type EventScope,
+} from '../store/jobdirs.js';
+import { STATE_FILE } from '../store/state.js';
+
+/** Events about a pull request; they are stored under pr_<N>. */
+const PR_EVENTS = new Set([
+  'pull_request',
+  'pull_request_review',
+  'pull_request_review_comment',
+  'pull_request_review_thread',
+]);
+/** Repo-level events kept for the record (a renamed, archived or deleted repository). */
+const REPO_EVENTS = new Set(['repository']);
+
+export type Classification =
+  | { store: true; owner: string; repo: string; scope: EventScope }
+  | { store: false; reason: string }
+  | { invalid: string };
+
+interface PayloadShape {
+  action?: unknown;
+  number?: unknown;
+  repository?: { name?: unknown; owner?: { login?: unknown } };
+  pull_request?: { number?: unknown };
+  issue?: { number?: unknown; pull_request?: unknown };
+  installation?: { id?: unknown };
+}
+
+/** Decide where (and whether) an event is stored. Names that could build odd paths are `invalid`. */
+export function classifyEvent(event: string, payload: unknown): Classification {
+  const p = (payload ?? {}) as PayloadShape;
+  let scope: EventScope | undefined;
+  if (PR_EVENTS.has(event)) {
+    const n = p.pull_request?.number ?? p.number;
+    if (!isPrNumber(n)) return { invalid: `${event} payload has no valid pull_request.number` };
+    scope = { kind: 'pr', number: n };
+  } else if (event === 'issue_comment') {
+    if (!p.issue?.pull_request)
+      return { store: false, reason: 'comment on a plain issue, not a pull request' };
+    if (!isPrNumber(p.issue.number)) return { invalid: 'issue_comment payload has no valid issue.number' };
+    scope = { kind: 'pr', number: p.issue.number };
+  } else if (REPO_EVENTS.has(event)) {
+    scope = { kind: 'repo' };
+  } else {
+    return { store: false, reason: `the bot does not act on ${event} events` };
+  }
+  const owner = p.repository?.owner?.login;
+  const repo = p.repository?.name;
+  if (!isValidOwner(owner)) return { invalid: `repository.owner.login is not a valid GitHub login` };
+  if (!isValidRepoName(repo)) return { invalid: `repository.name is not a valid GitHub repository name` };
+  return { store: true, owner, repo, scope };
+}
+
+function isPrNumber(n: unknown): n is number {
+  return typeof n === 'number' && Number.isSafeInteger(n) && n > 0;
+}
+
+export interface IncomingEvent {
+  delivery: string;
+  event: string;
+  /** The verified raw body; it is embedded byte for byte as `payload`. */
+  rawBody: string;
+  action: string | null;
+  installationId: number | null;
+  /** X-GitHub-* headers only. */
+  headers: Record<string, string>;
+  owner: string;
+  repo: string;
+  scope: EventScope;
+  receivedAt: Date;
+}
+
+export interface StoredEvent {
+  delivery: string;
+  event: string;
+  action: string | null;
+  received_at: string;
+  installation_id: number | null;
+  headers: Record<string, string>;
+  payload: unknown;
+}
+
+export const EVENT_FILE = 'event.json';
+
+/** Where event directories are staged before they are moved into place (same filesystem as jobdirs). */
+export const INCOMING_DIR = '.incoming';
+
+export function incomingDir(jobdirs: JobDirs): string {
+  return path.join(jobdirs.root, INCOMING_DIR);
+}
+
+/**
+ * Store an event exactly once per delivery id, durably, before the caller acknowledges it.
+ *
+ * 1. Stage the event dir: `.incoming/.tmp-*` /event.json, written and synced, dir synced.
+ * 2. Meanwhile claim the delivery id: exclusive create of deliveries/<id>, naming the event dir.
+ *    An existing claim (a redelivery) names the dir to use, even if it is in an earlier month.
+ * 3. Move the staged dir into place with rename(2); it fails if that event dir exists already.
+ * 4. Add the dir to the pending-work index (a hard link to the claim, which holds the same text).
+ *
+ * So an event dir appears complete or not at all, and never holds a temp file. A redelivery whose
+ * claim exists finishes steps 3-4 if an earlier attempt crashed midway, so a crash loses nothing; if
+ * the event dir already exists it is left untouched and `duplicate` is returned. Everything this
+ * relies on is synced before it returns, in both cases.
+ */
+export async function storeEvent(
+  jobdirs: JobDirs,
+  ev: IncomingEvent,
+): Promise<{ duplicate: boolean; eventDir: string }> {
+  const claim = path.join(jobdirs.deliveriesDir, ev.delivery);
+  let eventDir = jobdirs.eventDir(ev.receivedAt, ev.owner, ev.repo, ev.scope, ev.delivery);
+  const staging = stageEventDir(incomingDir(jobdirs), renderEventFile(ev));
+  staging.catch(() => undefined); // awaited below; do not let an early throw leave it unhandled
+  let published = false;
+  try {
+    const claimed = await createFileExclusive(claim, jobdirs.relative(eventDir) + '\n');
+    if (!claimed) eventDir = jobdirs.resolve((await fs.readFile(claim, 'utf8')).trim());
+    const staged = await staging;
+    crashPoint('store-claimed');
+    published = await publishDir(staged, eventDir);
+    crashPoint('store-published');
+  } finally {
+    if (!published) {
+      const staged = await staging.catch(() => undefined);
+      if (staged) await fs.rm(staged, { recursive: true, force: true });
+    }
+  }
+  await enqueueEventDir(jobdirs, claim, eventDir);
+  crashPoint('store-queued');
+  return { duplicate: !published, eventDir };
+}
+
+/**
+ * Add the event dir to the pending-work index. A queue entry holds the same text as the claim (the
+ * dir relative to jobdirs), so it is made a hard link to the claim's synced file: one synced file
+ * per delivery instead of two, which is most of the ingest throughput. Falls back to
+ * `JobDirs.enqueue` if the link cannot be made.
+ */
+async function enqueueEventDir(jobdirs: JobDirs, claim: string, eventDir: string): Promise<void> {
+  const entry = jobdirs.queueEntryPath(eventDir);
+  try {
+    await fs.link(claim, entry);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+      await jobdirs.enqueue(eventDir);
+      return;
+    }
+  }
+  await fsyncDir(jobdirs.queueDir);
+}
+
+/** A private directory holding a synced event file; the directory is synced too. */
+async function stageEventDir(incoming: string, content: string): Promise<string> {
+  const dir = path.join(incoming, tempName());
+  try {
+    await fs.mkdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await mkdirDurable(incoming);
+    await fs.mkdir(dir);
+  }
+  crashPoint('store-staging');
+  await createSyncedFile(path.join(dir, EVENT_FILE), content);
+  await fsyncDir(dir);
+  return dir;
+}
+
+/** The event file, with the raw body spliced in as `payload` so it is stored exactly as GitHub sent it. */
+export function renderEventFile(ev: IncomingEvent): string {
+  const head = JSON.stringify({
+    delivery: ev.delivery,
+    event: ev.event,
+    action: ev.action,
+    received_at: ev.receivedAt.toISOString(),
+    installation_id: ev.installationId,
+    headers: ev.headers,
+  });
+  return `${head.slice(0, -1)},"payload":${ev.rawBody}}\n`;
+}
+
+export async function readEventFile(eventDir: string): Promise<StoredEvent> {
+  return JSON.parse(await fs.readFile(path.join(eventDir, EVENT_FILE), 'utf8')) as StoredEvent;
+}
+
+export interface RepairReport {
+  /** Event dirs that were complete but not in the pending-work index, and now are. */
+  queued: string[];
+  /** Delivery ids whose claim named no event dir; a redelivery is now stored as new. */
+  released: string[];
+  /** Claims or event files that storeEvent cannot have written (hand-edited?); left as they are. */
+  unreadable: string[];
+}
+
+/**
+ * Complete or roll back every delivery that a killed server left half-published; the server runs it
+ * at start, before it listens. None of them was acknowledged, and GitHub does not redeliver on its
+ * own, so each is settled here from what is on disk. For each claim (`deliveries/<id>`):
+ *
+ * - its event dir is in place, the poller never saw it (no state file) and it is not in the index:
+ *   the dir is complete (it was moved into place whole), so it is indexed as storeEvent would have;
+ * - its event dir is not there: the claim is released, so a redelivery is stored as new. (A claim
+ *   whose event was processed and then moved to the trash is released too; that is harmless, since
+ *   its redelivery would have been stored again where the claim points anyway.)
+ *
+ * Staged dirs in `.incoming/` are never acknowledged events; they go with the other temp files
+ * (removeStaleTemps). Each step is one link or unlink, so an interrupted repair is finished by the next
+ * start, and a repeated one changes nothing.
+ */
+export async function repairDeliveries(jobdirs: JobDirs): Promise<RepairReport> {
+  const report: RepairReport = { queued: [], released: [], unreadable: [] };
+  let ids: string[];
+  try {
+    ids = (await fs.readdir(jobdirs.deliveriesDir)).filter((n) => !isTempName(n) && isValidDeliveryId(n));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return report;
+    throw err;
+  }
+  for (const id of ids.sort()) {
+    const claim = path.join(jobdirs.deliveriesDir, id);
+    let eventDir: string;
+    try {
+      eventDir = jobdirs.resolve((await fs.readFile(claim, 'utf8')).trim());
+    } catch {
+      report.unreadable.push(claim);
+      continue;
+    }
+    if (!(await exists(eventDir))) {
+      await fs.rm(claim, { force: true });
+      report.released.push(id);
+      continue;
+    }
+    // In this order: the poller writes the state file before it drops the index entry.
+    if ((await jobdirs.isQueued(eventDir)) || (await exists(path.join(eventDir, STATE_FILE)))) continue;
+    const stored = await readEventFile(eventDir).catch(() => undefined);
+    if (stored?.delivery !== id) {
+      report.unreadable.push(path.join(eventDir, EVENT_FILE));
+      continue;
+    }
+    await enqueueEventDir(jobdirs, claim, eventDir);
+    report.queued.push(eventDir);
+  }
+  if (report.released.length > 0) await fsyncDir(jobdirs.deliveriesDir);
+  return report;
+}

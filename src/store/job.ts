@@ -1,0 +1,57 @@
+/**
+ * A build job's data, kept in its directory's state file (`run_NNN/<node_type>/<repo_id>/state.json`).
+ * Job stages: prepared → submitting → submitted → (released) → running → finished | cancelled | lost | failed.
+ */
+import type { ExportVariable } from '../domain/commands.js';
+import type { BuildTarget } from '../domain/targets.js';
+
+export interface JobRow {
+  /** Idempotency key: a row is added once per key. */
+  key: string;
+  at: string;
+  status: string;
+  comment: string;
+}
+
+export interface ResultSummary {
+  status: 'SUCCESS' | 'FAILURE' | 'UNKNOWN';
+  description: string;
+  artefacts: string[];
+}
+
+export interface JobData {
+  pr: { owner: string; repo: string; number: number; installation_id: number | null };
+  instance: string;
+  target: BuildTarget;
+  exportVariables: ExportVariable[];
+  head_sha?: string;
+  base_sha?: string;
+  merge_sha?: string;
+  backend: 'local' | 'slurm';
+  /** Unique id given to the scheduler (sbatch --comment) so a crashed submission can be found. */
+  submit_id: string;
+  job_id?: string;
+  scheduler_state?: string;
+  exit_code?: string;
+  result?: ResultSummary;
+  test?: Omit<ResultSummary, 'artefacts'>;
+  rows: JobRow[];
+  stale?: { superseded_by: string };
+  missing_ticks?: number;
+  /** build.on_overlap = queue: job dirs (relative to jobdirs) that must end before this one starts. */
+  wait_for?: string[];
+  /** Why a cancel was asked for; the job ends as `cancelled`. */
+  cancel_requested?: string;
+  /** The job comment as last posted, so it is edited only when it changes. */
+  comment_body?: string;
+  submitted_at?: string;
+  started_at?: string;
+  finished_at?: string;
+}
+
+export const ACTIVE_JOB_STAGES = new Set(['prepared', 'submitting', 'submitted', 'released', 'running']);
+
+/** Pure: add a row unless one with the same key exists. */
+export function addRow(rows: JobRow[], row: JobRow): JobRow[] {
+  return rows.some((r) => r.key === row.key) ? rows : [...rows, row];
+}

@@ -1,6 +1,13 @@
 #!/usr/bin/env node
-// Entry point for the `hpcbot` command: runs the TypeScript sources through tsx.
-import { register } from 'tsx/esm/api';
+// The installed `hpcbot` command: the compiled CLI in dist/, which `npm ci` builds (the `prepare`
+// script). From a checkout without it, say how to get it rather than fail on a missing module.
+import { existsSync } from 'node:fs';
 
-register();
-await import('../src/cli/main.ts');
+const main = new URL('../dist/cli/main.js', import.meta.url);
+if (!existsSync(main)) {
+  process.stderr.write(
+    'hpcbot: the compiled CLI (dist/) is missing; run `npm run build` in the hpc-build-bot checkout\n',
+  );
+  process.exit(1);
+}
+await import(main.href);

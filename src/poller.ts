@@ -13,17 +13,27 @@ import path from 'node:path';
 import cron from 'node-cron';
 import type { Logger } from 'pino';
 import type { Config } from './config/config.js';
+import { LiveConfig, POLLER_RESTART_ONLY, type LiveConfigOptions } from './config/liveConfig.js';
+import { writeHeartbeat, type BackendHealth } from './store/heartbeat.js';
 import { createBackend } from './adapters/schedulers/index.js';
 import { JobAccount } from './adapters/jobUser.js';
 import { workTreeOf } from './store/workTree.js';
 import { BackendUnavailableError, type Backend, type JobObservation } from './adapters/schedulers/types.js';
-import { createGitHub, type GitHubApi } from './adapters/github.js';
+import { createGitHub, type GitHubApi } from './adapters/github/index.js';
 import type { JobData } from './store/job.js';
 import { JobDirs } from './store/jobdirs.js';
 import { acquireLock, LockBusyError, waitForLock } from './store/lock.js';
 import {
+  observationKey,
+  readPendingIndex,
+  stateSignature,
+  summarize,
+  writePendingIndex,
+  type IndexEntry,
+  type PendingIndex,
+} from './store/pendingIndex.js';
+import {
   FINAL_STAGES,
-  isDue,
   readState,
   recordFailure,
   transition,
@@ -33,6 +43,8 @@ import {
 import { ReplyBudget, ReplyBudgetSpentError, type StageDeps, type WorkDir } from './stages/context.js';
 import type { EventData } from './stages/event.js';
 import { advanceWorkDir, loadWorkDir } from './stages/index.js';
+import { publishJob } from './stages/job.js';
+import { prOfDir } from './log.js';
 
 export interface PollerCliOptions {
   once?: boolean;
@@ -45,6 +57,10 @@ export interface TickReport {
   failed: number;
   /** Left pending for a later tick: not due yet (retry time), or its reply is over the tick's budget. */
   skipped: number;
+  /** Waiting or running jobs whose scheduler answer had not changed: not even read. */
+  unchanged: number;
+  /** Jobs submitted in the last few minutes and not yet final: the poller looks again soon. */
+  young: number;
 }
 
 const OBSERVED_STAGES = new Set(['released', 'running']);
@@ -58,6 +74,10 @@ type AnyWork = WorkDir<EventData> | WorkDir<JobData>;
  * directories of one pull request one after another, in index order. A command that acts on a job
  * pending in the same tick (cancel, supersede) therefore reaches it one tick later. Once the tick has
  * posted `poller.max_replies_per_tick` replies, no further event starts; they wait for the next tick.
+ *
+ * A tick costs what changed: the tick cache (src/store/pendingIndex.ts) says which directories are
+ * as they were at the end of the last tick; a running job whose scheduler answer is the same as
+ * last time is not even read.
  */
 export async function runTick(deps: StageDeps, only?: string[]): Promise<TickReport> {
   const { jobdirs, logger, now, config } = deps;
@@ -67,58 +87,164 @@ export async function runTick(deps: StageDeps, only?: string[]): Promise<TickRep
     github: teamChecksOncePerTick(deps.github),
     replies: new ReplyBudget(config.poller.max_replies_per_tick),
   };
-  const report: TickReport = { advanced: 0, failed: 0, skipped: 0 };
-  const dirs = only ?? (await jobdirs.pending());
-  const works: AnyWork[] = [];
-  for (const dir of dirs) {
-    try {
-      const work = await loadWorkDir(dir, tick);
-      // Final directories are still visited once: a job's comment may need new rows (deploy, stale).
-      if (!only && !isDue(work.state, now())) report.skipped++;
-      else works.push(work);
-    } catch (err) {
-      report.failed++;
-      logger.error({ dir, err: (err as Error).message }, 'cannot read this directory; it stays pending');
-    }
-  }
+  const report: TickReport = { advanced: 0, failed: 0, skipped: 0, unchanged: 0, young: 0 };
+  const cache = only ? new Map<string, IndexEntry>() : await readPendingIndex(jobdirs.root);
+  const entries = only
+    ? only.map((dir) => ({ name: path.basename(jobdirs.queueEntryPath(dir)), dir }))
+    : await jobdirs.pendingEntries(cache);
+  const pending = entries.map((e) => lookInCache(jobdirs, e, cache.get(e.name)));
+  await inParallel(
+    pending.filter((p) => !p.entry.kind && !p.failed),
+    LOAD_CONCURRENCY,
+    (p) => load(tick, p),
+  );
 
-  const observations = await observeJobs(tick, works);
-  const advance = async (work: AnyWork) => {
-    if (work.state.kind === 'event' && tick.replies!.spent) report.skipped++;
-    else await advanceOne(tick, work, observations, report);
+  const nextCache: PendingIndex = new Map();
+  const due: Pending[] = [];
+  for (const p of pending) {
+    if (p.failed) {
+      report.failed++;
+      logger.error({ dir: p.dir, err: p.failed }, 'cannot read this directory; it stays pending');
+    } else if (!only && p.entry.nextRetryAt && Date.parse(p.entry.nextRetryAt) > now().getTime()) {
+      report.skipped++;
+      nextCache.set(p.name, p.entry);
+    } else due.push(p);
+  }
+  const observations = await observeJobs(tick, due);
+  const changed = due.filter((p) => {
+    if (only || !unchanged(p.entry, observations)) return true;
+    report.unchanged++;
+    nextCache.set(p.name, p.entry);
+    return false;
+  });
+
+  // Stage work first (jobs, then events), then what the PR is told about jobs: no comment, paced
+  // by GitHub's limits, ever holds up a submission.
+  const toPublish: Pending[] = [];
+  const advance = async (p: Pending) => {
+    if (p.entry.kind !== 'job' && tick.replies!.spent) {
+      report.skipped++;
+      return;
+    }
+    if (!p.work) await load(tick, p);
+    const work = p.work;
+    if (!work) {
+      report.failed++;
+      logger.error({ dir: p.dir, err: p.failed }, 'cannot read this directory; it stays pending');
+      return;
+    }
+    const ok =
+      work.state.kind === 'job'
+        ? await advanceJobChain(tick, work as WorkDir<JobData>, observations, report)
+        : await attempt(tick, work, report, () => advanceWorkDir(work, observations));
+    if (ok && work.state.kind === 'job') toPublish.push(p);
+    else await settle(tick, p, ok, observations, nextCache);
   };
-  const jobs = works.filter((w) => w.state.kind === 'job');
-  const events = works.filter((w) => w.state.kind !== 'job');
-  for (const group of [jobs, events])
-    await inLanes(byPullRequest(jobdirs.root, group), config.poller.concurrency, advance);
+  const publish = async (p: Pending) => {
+    const work = p.work as WorkDir<JobData>;
+    const ok = await attempt(tick, work, report, () => publishJob(work), false);
+    await settle(tick, p, ok, observations, nextCache);
+  };
+  const lanes = (group: Pending[]) => byPullRequest(jobdirs.root, group);
+  await inLanes(lanes(changed.filter((p) => p.entry.kind === 'job')), config.poller.concurrency, advance);
+  await inLanes(lanes(changed.filter((p) => p.entry.kind !== 'job')), config.poller.concurrency, advance);
+  await inLanes(lanes(toPublish), config.poller.concurrency, publish);
+  report.young = countYoung(nextCache.values(), now());
+  const cacheChanged = nextCache.size !== cache.size || [...nextCache].some(([k, v]) => cache.get(k) !== v);
+  if (!only && cacheChanged) {
+    // The cache is an optimisation: failing to write it costs the next tick some reads, nothing else.
+    await writePendingIndex(jobdirs.root, nextCache).catch((err: unknown) =>
+      logger.warn({ err: (err as Error).message }, 'cannot write the tick cache'),
+    );
+  }
   return report;
 }
 
-/** Advance one directory by its next stage and record the outcome; never throws. */
-async function advanceOne(
+/** State files are read this many at a time when the tick cache does not know them. */
+const LOAD_CONCURRENCY = 16;
+
+interface Pending {
+  name: string;
+  dir: string;
+  entry: IndexEntry;
+  /** Loaded when the cache could not vouch for it (or when it is advanced). */
+  work?: AnyWork;
+  failed?: string;
+}
+
+/** The cached summary of a queue entry if its state.json is unchanged; otherwise it must be loaded. */
+function lookInCache(
+  jobdirs: JobDirs,
+  { name, dir }: { name: string; dir: string },
+  cached: IndexEntry | undefined,
+): Pending {
+  const rel = cached?.rel ?? jobdirs.relative(dir);
+  try {
+    const sig = stateSignature(dir);
+    if (cached?.kind && sig !== undefined && cached.sig === sig) return { name, dir, entry: cached };
+    return { name, dir, entry: { rel, ...(sig ? { sig } : {}) } };
+  } catch (err) {
+    return { name, dir, entry: { rel }, failed: (err as Error).message };
+  }
+}
+
+/** Read the directory's state (or start a fresh event's) and summarise it. */
+async function load(deps: StageDeps, p: Pending): Promise<void> {
+  try {
+    p.work = await loadWorkDir(p.dir, deps);
+    p.entry = summarize(p.entry.rel, p.entry.sig, p.work.state as DirState<unknown>);
+  } catch (err) {
+    p.failed = (err as Error).message;
+  }
+}
+
+/**
+ * Pure: a waiting or running job whose scheduler answer equals the one it already took in has
+ * nothing to do. With no answer at all (the scheduler is down) no such job changes either.
+ */
+function unchanged(entry: IndexEntry, observations: Map<string, JobObservation> | undefined): boolean {
+  if (entry.kind !== 'job' || !entry.stage || !OBSERVED_STAGES.has(entry.stage) || !entry.jobId) return false;
+  if (!observations) return true;
+  return entry.observed !== undefined && entry.observed === observationKey(observations.get(entry.jobId));
+}
+
+/** Call `fn` on every item, at most `limit` calls in flight. */
+async function inParallel<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/**
+ * Run one step on `work` (a stage, or publishing a job) from its state file, and record a failure
+ * in it; never throws. False: it failed or must wait for the next tick.
+ */
+async function attempt(
   deps: StageDeps,
   work: AnyWork,
-  observations: Map<string, JobObservation> | undefined,
   report: TickReport,
-): Promise<void> {
+  step: () => Promise<void>,
+  countAsAdvanced = true,
+): Promise<boolean> {
   const { jobdirs, logger, now } = deps;
   try {
     // A directory advanced earlier in this tick may have written this one's state (a cancel, a stale
     // mark after a new push): continue from the file, never from the copy loaded above.
     const current = await readState(work.dir);
     if (current) work.state = current as never;
-    await advanceWorkDir(work, observations);
-    if (FINAL_STAGES.has(work.state.stage) && work.state.next_retry_at) {
-      const { next_retry_at: _n, ...rest } = work.state;
-      work.state = { ...rest, attempts: 0 } as never;
-      await writeState(work.dir, work.state as DirState<unknown>);
-    }
-    report.advanced++;
+    await step();
+    if (countAsAdvanced) report.advanced++;
+    return true;
   } catch (err) {
     if (err instanceof ReplyBudgetSpentError) {
       report.skipped++;
-      logger.info({ dir: work.dir }, 'its reply waits for the next tick (poller.max_replies_per_tick)');
-      return;
+      logger.debug({ dir: work.dir }, 'its reply waits for the next tick (poller.max_replies_per_tick)');
+      return false;
     }
     report.failed++;
     const message = (err as Error).message;
@@ -130,22 +256,83 @@ async function advanceOne(
     );
     work.state = failed as never;
     await writeState(work.dir, failed).catch(() => undefined);
-    logger.error(
+    logger[failed.next_retry_at ? 'warn' : 'error'](
       {
-        dir: work.dir,
+        pr: prOfDir(jobdirs.root, work.dir),
+        dir: jobdirs.relative(work.dir),
         stage: failed.stage,
         attempts: failed.attempts,
         next_retry_at: failed.next_retry_at,
         err: message,
       },
-      'advancing failed',
+      failed.next_retry_at
+        ? 'advancing failed; it is retried later'
+        : `parked as ${failed.stage} after ${failed.attempts} failed attempts (poller.max_attempts)`,
     );
+    return false;
+  }
+}
+
+/** Stages that wait on nothing outside: checkout, sbatch and release happen in one go. */
+const CHAINED_STAGES = new Set(['submitting', 'submitted']);
+
+async function advanceJobChain(
+  deps: StageDeps,
+  work: WorkDir<JobData>,
+  observations: Map<string, JobObservation> | undefined,
+  report: TickReport,
+): Promise<boolean> {
+  for (;;) {
+    const stage = work.state.stage;
+    const ok = await attempt(deps, work, report, () => advanceWorkDir(work, observations));
+    if (!ok || work.state.stage === stage || !CHAINED_STAGES.has(work.state.stage)) return ok;
+  }
+}
+
+/** After the tick's steps on a directory: drop it from the queue once final, else note it in the tick cache. */
+async function settle(
+  deps: StageDeps,
+  p: Pending,
+  ok: boolean,
+  observations: Map<string, JobObservation> | undefined,
+  nextCache: PendingIndex,
+): Promise<void> {
+  const { jobdirs, logger } = deps;
+  const work = p.work!;
+  if (ok && FINAL_STAGES.has(work.state.stage) && work.state.next_retry_at) {
+    const { next_retry_at: _n, ...rest } = work.state;
+    work.state = { ...rest, attempts: 0 } as never;
+    await writeState(work.dir, work.state as DirState<unknown>).catch(() => undefined);
   }
   if (FINAL_STAGES.has(work.state.stage) && !work.state.next_retry_at) {
     await jobdirs.dequeue(work.dir).catch((err: unknown) => {
       logger.error({ dir: work.dir, err: (err as Error).message }, 'cannot drop it from the index');
     });
+    return;
   }
+  const jobId = work.state.kind === 'job' ? (work.state.data as JobData).job_id : undefined;
+  const applied = ok && jobId && observations ? observationKey(observations.get(jobId)) : undefined;
+  let sig: string | undefined;
+  try {
+    sig = stateSignature(p.dir);
+  } catch {
+    sig = undefined; // read again next tick
+  }
+  nextCache.set(p.name, summarize(p.entry.rel, sig, work.state as DirState<unknown>, applied));
+}
+
+/** Jobs submitted this recently are observed every YOUNG_JOB_TICK_MS, not only on the schedule. */
+export const YOUNG_JOB_MS = 5 * 60_000;
+const YOUNG_JOB_TICK_MS = 1000;
+
+/** Pure: how many pending jobs are young (submitted in the last YOUNG_JOB_MS, not yet final). */
+export function countYoung(entries: Iterable<IndexEntry>, now: Date): number {
+  let young = 0;
+  for (const e of entries) {
+    if (e.kind !== 'job' || !e.submittedAt || (e.stage && FINAL_STAGES.has(e.stage))) continue;
+    if (now.getTime() - Date.parse(e.submittedAt) < YOUNG_JOB_MS) young++;
+  }
+  return young;
 }
 
 /** Pure: `works` grouped by pull request (`<owner>/<repo>/pr_<N>`, whatever the month), each in order. */
@@ -216,12 +403,13 @@ function teamChecksOncePerTick(github: GitHubApi): GitHubApi {
 /** One batched question to the scheduler for every job that is waiting or running. */
 async function observeJobs(
   deps: StageDeps,
-  works: Array<WorkDir<EventData> | WorkDir<JobData>>,
+  due: Pending[],
 ): Promise<Map<string, JobObservation> | undefined> {
-  const jobs = works
-    .filter((w): w is WorkDir<JobData> => w.state.kind === 'job' && OBSERVED_STAGES.has(w.state.stage))
-    .filter((w) => w.state.data.job_id !== undefined)
-    .map((w) => ({ jobId: w.state.data.job_id!, workTree: workTreeOf(w.dir) }));
+  const jobs = due
+    .filter(
+      (p) => p.entry.kind === 'job' && p.entry.stage && OBSERVED_STAGES.has(p.entry.stage) && p.entry.jobId,
+    )
+    .map((p) => ({ jobId: p.entry.jobId!, workTree: workTreeOf(p.dir) }));
   if (jobs.length === 0) return new Map();
   try {
     return await deps.backend.observe(jobs);
@@ -264,14 +452,88 @@ export function createDeps(config: Config, logger: Logger): StageDeps {
   };
 }
 
+/**
+ * The poller across ticks: site.yaml is read again before each tick (when it changed; see LiveConfig),
+ * the adapters are rebuilt for a new config, and after each tick the heartbeat is written
+ * (`status/poller.json`: the config in use, the tick's report, the scheduler's last answer).
+ */
+export class LivePoller {
+  readonly live: LiveConfig;
+  private current: StageDeps;
+  private backendHealth: BackendHealth = {};
+
+  constructor(
+    config: Config,
+    opts: Pick<LiveConfigOptions, 'logger' | 'env' | 'warnings'> & {
+      makeDeps: (config: Config) => StageDeps;
+    },
+  ) {
+    this.current = opts.makeDeps(config);
+    this.live = new LiveConfig(config, {
+      logger: opts.logger,
+      env: opts.env,
+      warnings: opts.warnings,
+      restartOnly: POLLER_RESTART_ONLY,
+      // Adapters that cannot be built from the new file (say, an unset token variable) reject it.
+      accept: async (next) => void (this.current = opts.makeDeps(next)),
+    });
+  }
+
+  /** The deps for the next tick, after reading site.yaml again. */
+  async deps(): Promise<StageDeps> {
+    await this.live.refresh();
+    return this.current;
+  }
+
+  async tick(only?: string[]): Promise<TickReport> {
+    const deps = await this.deps();
+    const at = deps.now();
+    const started = performance.now();
+    const report = await runTick({ ...deps, backend: this.noteAnswers(deps.backend, deps.now) }, only);
+    await writeHeartbeat(deps.jobdirs.root, 'poller', {
+      config: this.live.health,
+      lastTick: { at: at.toISOString(), ms: Math.round(performance.now() - started), report: { ...report } },
+      backend: this.backendHealth,
+    }).catch((err: unknown) =>
+      deps.logger.warn({ err: (err as Error).message }, 'cannot write the heartbeat'),
+    );
+    return report;
+  }
+
+  /** `backend`, with each answer of the scheduler (or its silence) noted for the heartbeat. */
+  private noteAnswers(backend: Backend, now: () => Date): Backend {
+    return {
+      kind: backend.kind,
+      submit: (...args) => backend.submit(...args),
+      findBySubmitId: (...args) => backend.findBySubmitId(...args),
+      release: (...args) => backend.release(...args),
+      cancel: (...args) => backend.cancel(...args),
+      observe: async (...args) => {
+        try {
+          const seen = await backend.observe(...args);
+          this.backendHealth = { ...this.backendHealth, lastOk: now().toISOString() };
+          return seen;
+        } catch (err) {
+          const lastError = { at: now().toISOString(), message: (err as Error).message };
+          this.backendHealth = { ...this.backendHealth, lastError };
+          throw err;
+        }
+      },
+    };
+  }
+}
+
 export async function runPollerCommand(
   config: Config,
   logger: Logger,
   opts: PollerCliOptions,
+  warnings: string[] = [],
 ): Promise<number> {
-  const deps = createDeps(config, logger);
-  await deps.jobdirs.ensureBaseDirs();
-  const lockFile = path.join(deps.jobdirs.locksDir, 'poller.lock');
+  const poller = new LivePoller(config, { logger, warnings, makeDeps: (c) => createDeps(c, logger) });
+  // jobdirs and the schedule are bound here for the life of the process (POLLER_RESTART_ONLY).
+  const jobdirs = new JobDirs(config.jobdirs);
+  await jobdirs.ensureBaseDirs();
+  const lockFile = path.join(jobdirs.locksDir, 'poller.lock');
 
   if (opts.replay || opts.dir || opts.once) {
     const lock = await waitForLock(lockFile, 120_000);
@@ -279,12 +541,12 @@ export async function runPollerCommand(
       let only: string[] | undefined;
       if (opts.replay) {
         const dir = path.resolve(opts.replay);
-        await replayEvent(deps, dir);
+        await replayEvent(await poller.deps(), dir);
         only = [dir];
       } else if (opts.dir) {
         only = [path.resolve(opts.dir)];
       }
-      const report = await runTick(deps, only);
+      const report = await poller.tick(only);
       logger.info(report, 'tick done');
       return report.failed > 0 ? 1 : 0;
     } finally {
@@ -292,10 +554,13 @@ export async function runPollerCommand(
     }
   }
 
-  // Long-running: cron ticks plus a wake-up when the server adds to the pending-work index.
+  // Long-running: cron ticks, a wake-up when the server adds to the pending-work index, and a look
+  // every second while jobs are young (just submitted, about to start or end).
   let running = false;
   let again = false;
+  let soon: NodeJS.Timeout | undefined;
   const tick = async () => {
+    clearTimeout(soon);
     if (running) {
       again = true;
       return;
@@ -313,8 +578,14 @@ export async function runPollerCommand(
           return;
         }
         try {
-          const report = await runTick(deps);
-          if (report.advanced || report.failed) logger.info(report, 'tick done');
+          const started = Date.now();
+          const report = await poller.tick();
+          // What the tick did is in its own lines (job submitted, command received ...); failures stand out.
+          logger[report.failed ? 'info' : 'debug'](report, 'tick done');
+          if (report.young > 0) {
+            clearTimeout(soon);
+            soon = setTimeout(() => void tick(), Math.max(0, YOUNG_JOB_TICK_MS - (Date.now() - started)));
+          }
         } finally {
           await lock.release();
         }
@@ -326,16 +597,21 @@ export async function runPollerCommand(
     }
   };
   let debounce: NodeJS.Timeout | undefined;
-  const watcher = watch(deps.jobdirs.queueDir, () => {
+  const watcher = watch(jobdirs.queueDir, () => {
     clearTimeout(debounce);
-    debounce = setTimeout(() => void tick(), 200);
+    debounce = setTimeout(() => void tick(), 50);
   });
   const task = cron.schedule(config.poller.schedule, () => void tick());
-  logger.info(`poller started: schedule "${config.poller.schedule}", watching ${deps.jobdirs.queueDir}`);
+  logger.info(`poller started: schedule "${config.poller.schedule}", watching ${jobdirs.queueDir}`);
+  // SIGHUP asks for a tick now, which reads site.yaml again (and must not end the process).
+  const onHangup = () => void tick();
+  process.on('SIGHUP', onHangup);
   await tick();
   await new Promise<void>((resolve) => {
     const stop = () => {
       watcher.close();
+      clearTimeout(soon);
+      process.off('SIGHUP', onHangup);
       void task.stop();
       resolve();
     };

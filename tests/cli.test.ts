@@ -2,15 +2,20 @@
  * The `hpcbot` command as a user runs it: a child process, real files, real ports.
  */
 import { describeWithJobUser, JOB_USER } from './support/jobUser.js';
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { jest } from '@jest/globals';
 import { makeDelivery, payloads, send } from './support/payloads.js';
 import {
   BIN,
+  CLI,
   freePort,
   killAll,
+  listFiles,
+  ROOT,
   runCli,
   spawnCli,
   tempDir,
@@ -120,17 +125,48 @@ describe('config check', () => {
     expect(stdout + stderr).not.toContain(SECRET);
     expect(stdout).toContain('bot_login: "[redacted]"');
   });
+  test('--online: what only the network can tell is a problem line too, exit 2', async () => {
+    const d = await dir();
+    const closed = await freePort(); // nothing listens: GitHub cannot be reached
+    const file = await writeSiteYaml(
+      d,
+      1,
+      ['  token_env: HPCBOT_TEST_TOKEN', `  api_url: http://127.0.0.1:${closed}`].join('\n'),
+    );
+    const env = { HPCBOT_TEST_WEBHOOK_SECRET: SECRET, HPCBOT_TEST_TOKEN: 'ghp_x' };
+    expect((await runCli(['config', 'check', '--config', file], { env })).code).toBe(0);
+    const { code, stdout, stderr } = await runCli(['config', 'check', '--online', '--config', file], { env });
+    expect(stderr).toContain(
+      `${file}:10: github.token_env: cannot reach GitHub at http://127.0.0.1:${closed}`,
+    );
+    expect(stderr).not.toMatch(/^\s+at /m);
+    expect(stdout).toBe('');
+    expect(code).toBe(2);
+  });
 });
 
 describe('server', () => {
   test('with the secret from the environment: serves, never prints the secret, stops on SIGTERM', async () => {
     const d = await dir();
     const port = await freePort();
-    const child = spawnCli(['server', '--config', await writeSiteYaml(d, port)], {
+    const file = await writeSiteYaml(d, port);
+    const child = spawnCli(['server', '--config', file], {
       env: { HPCBOT_TEST_WEBHOOK_SECRET: SECRET, XDG_CONFIG_HOME: path.join(d, 'xdg') },
     });
-    await child.waitForOutput(/listening on http:\/\/127\.0\.0\.1:\d+\/webhook/);
-    expect(await waitForHttp(`http://127.0.0.1:${port}/healthz`)).toBe(200);
+    await child.waitForOutput(/ready: listening on http:\/\/127\.0\.0\.1:\d+\/webhook/);
+    // "ready" comes once the server listens: /healthz answers at once, no waiting.
+    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+    // One startup summary, before "ready": what runs, on which config, and where the secret is.
+    const lines = child.stdout().split('\n').filter(Boolean);
+    const summary = lines.map((l) => JSON.parse(l) as { msg: string }).map((l) => l.msg);
+    expect(summary.filter((m) => m.startsWith('config '))).toEqual([
+      `config ${file}; instance test; backend local; GitHub dry-run (comments go to jobdirs/dry-run); ` +
+        `jobdirs ${path.join(d, 'jobdirs')}; webhook secret from env HPCBOT_TEST_WEBHOOK_SECRET; ` +
+        `webhook http://127.0.0.1:${port}/webhook; healthz http://127.0.0.1:${port}/healthz`,
+    ]);
+    expect(summary.findIndex((m) => m.startsWith('config '))).toBeLessThan(
+      summary.findIndex((m) => m.startsWith('ready: ')),
+    );
     const d1 = makeDelivery('pull_request', payloads.prOpened(), { secret: SECRET });
     expect((await send(`http://127.0.0.1:${port}/webhook`, d1)).status).toBe(202);
     child.proc.kill('SIGTERM');
@@ -170,32 +206,138 @@ describe('server', () => {
     const child = spawnCli(['server', '--insecure-skip-signature', '--config', await writeSiteYaml(d, port)]);
     await child.waitForOutput(/listening on/);
     const output = child.stdout() + child.stderr();
-    expect(output).toMatch(/"level":40.*--insecure-skip-signature: webhook signatures are NOT verified/);
+    expect(output).toMatch(/"level":"warn".*--insecure-skip-signature: webhook signatures are NOT verified/);
     const unsigned = makeDelivery('pull_request', payloads.prOpened());
     expect((await send(`http://127.0.0.1:${port}/webhook`, unsigned)).status).toBe(202);
   });
 });
 
+/** The command line of a running process (Linux). */
+async function cmdline(pid: number): Promise<string[]> {
+  return (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').filter(Boolean);
+}
+
+/** Sources changed after the last `npm run build`: the compiled entry point would run old code. */
+async function newerThanDist(): Promise<string[]> {
+  const built =
+    (await fs.stat(path.join(ROOT, 'dist', 'cli', 'main.js')).catch(() => undefined))?.mtimeMs ?? 0;
+  const newer: string[] = [];
+  for (const f of await listFiles(path.join(ROOT, 'src')))
+    if ((await fs.stat(path.join(ROOT, 'src', f))).mtimeMs > built) newer.push(f);
+  return newer;
+}
+
 describe('start', () => {
-  test('`hpcbot start --config` runs server and poller; /healthz answers; SIGTERM stops both', async () => {
+  test.each([
+    ['the installed entry point (bin/hpcbot.mjs → dist/)', [BIN], ['dist/cli/main.js']],
+    ['the sources through tsx', ['--import', 'tsx', CLI], ['--import', 'tsx', 'src/cli/main.ts']],
+  ])(
+    'through %s: server and poller run the same entry; one summary; SIGTERM stops both',
+    async (_what, entry, childEntry) => {
+      if (entry[0] === BIN)
+        expect({ 'changed since `npm run build`': await newerThanDist() }).toEqual({
+          'changed since `npm run build`': [],
+        });
+      const d = await dir();
+      const port = await freePort();
+      const file = await writeSiteYaml(d, port);
+      const child = spawnCli(['start', '--config', file], {
+        entry,
+        env: { HPCBOT_TEST_WEBHOOK_SECRET: SECRET },
+      });
+      await child.waitForOutput(/"msg":"ready: listening on/);
+      expect(await waitForHttp(`http://127.0.0.1:${port}/healthz`)).toBe(200);
+      await child.waitForOutput(/"name":"poller"/);
+      expect(child.proc.exitCode).toBeNull();
+      // The children are this CLI as it was started: compiled, or the sources through tsx.
+      const children = (await fs.readFile(`/proc/${child.proc.pid}/task/${child.proc.pid}/children`, 'utf8'))
+        .trim()
+        .split(' ')
+        .map(Number);
+      expect(children).toHaveLength(2);
+      for (const pid of children) {
+        const argv = await cmdline(pid);
+        const script = argv.findIndex((a) => a.endsWith('main.js') || a.endsWith('main.ts'));
+        const entryOf = argv
+          .slice(1, script + 1)
+          .map((a) => (path.isAbsolute(a) ? path.relative(ROOT, a) : a));
+        expect(entryOf).toEqual(childEntry);
+      }
+      // One summary for the pair, from the server.
+      expect(child.stdout().match(/"msg":"config /g)).toHaveLength(1);
+
+      child.proc.kill('SIGTERM');
+      const { code } = await child.exited;
+      expect(code).toBe(0);
+      // The server child is gone too: nothing listens any more.
+      await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
+      expect(child.stdout() + child.stderr()).not.toContain(SECRET);
+    },
+  );
+  test('a `start` killed with SIGKILL takes its children along: no orphan keeps the port', async () => {
     const d = await dir();
     const port = await freePort();
-    const file = await writeSiteYaml(d, port);
-    // Through the installed entry point (bin/hpcbot.mjs), as `hpcbot start` runs.
-    const child = spawnCli(['start', '--config', file], {
-      entry: [BIN],
+    const child = spawnCli(['start', '--config', await writeSiteYaml(d, port)], {
       env: { HPCBOT_TEST_WEBHOOK_SECRET: SECRET },
     });
-    expect(await waitForHttp(`http://127.0.0.1:${port}/healthz`)).toBe(200);
-    await child.waitForOutput(/"name":"poller"/);
-    expect(child.proc.exitCode).toBeNull();
-
-    child.proc.kill('SIGTERM');
-    const { code } = await child.exited;
-    expect(code).toBe(0);
-    // The server child is gone too: nothing listens any more.
+    await child.waitForOutput(/"msg":"ready: listening on/);
+    const children = (await fs.readFile(`/proc/${child.proc.pid}/task/${child.proc.pid}/children`, 'utf8'))
+      .trim()
+      .split(' ')
+      .map(Number);
+    expect(children).toHaveLength(2);
+    child.proc.kill('SIGKILL');
+    await child.exited; // 'close' comes once the children, too, let go of the inherited stdout
+    const until = Date.now() + 20_000;
+    while (children.some((pid) => existsSync(`/proc/${pid}`)) && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(children.filter((pid) => existsSync(`/proc/${pid}`))).toEqual([]);
     await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
-    expect(child.stdout() + child.stderr()).not.toContain(SECRET);
+  });
+});
+
+describe('a subcommand loads only what it uses', () => {
+  const HEAVY = /\/node_modules\/(@octokit|@aws-sdk|express|node-cron|pino|zod|prom-client)\//;
+
+  /** The modules `hpcbot <args>` loads, as a module-resolution hook sees them. */
+  async function modulesOf(args: string[]): Promise<string[]> {
+    const d = await dir();
+    const hook = path.join(d, 'hook.mjs');
+    const log = path.join(d, 'modules.log');
+    await fs.writeFile(
+      hook,
+      [
+        "import { appendFileSync } from 'node:fs';",
+        'export async function resolve(specifier, context, next) {',
+        '  const result = await next(specifier, context);',
+        `  appendFileSync(${JSON.stringify(log)}, result.url + '\\n');`,
+        '  return result;',
+        '}',
+      ].join('\n'),
+    );
+    const register = `data:text/javascript,import{register}from"node:module";register(${JSON.stringify(
+      pathToFileURL(hook).href,
+    )})`;
+    const child = spawnCli(args, { entry: ['--import', 'tsx', '--import', register, CLI] });
+    expect((await child.exited).code).toBe(0);
+    return (await fs.readFile(log, 'utf8')).split('\n').filter(Boolean);
+  }
+
+  test('--help: commander and the CLI module, nothing else', async () => {
+    const mods = await modulesOf(['--help']);
+    const ours = mods.filter((m) => m.startsWith('file:') && !m.includes('/node_modules/'));
+    expect(ours.map((m) => path.relative(ROOT, fileURLToPath(m))).sort()).toEqual([
+      'src/cli/errors.ts',
+      'src/cli/main.ts',
+    ]);
+    expect(mods.filter((m) => HEAVY.test(m))).toEqual([]);
+  });
+
+  test('status: no GitHub client, web server, cron, logger or schema library', async () => {
+    const d = await dir();
+    const mods = await modulesOf(['status', '--config', await writeSiteYaml(d, 1)]);
+    expect(mods.some((m) => m.endsWith('/src/cli/status.ts'))).toBe(true);
+    expect(mods.filter((m) => HEAVY.test(m))).toEqual([]);
   });
 });
 
@@ -244,7 +386,7 @@ describeWithJobUser('config check with backend.run_as', () => {
     const d = await dir();
     await fs.chmod(d, 0o755);
     const key = path.join(d, 'signing-key');
-    await fs.writeFile(key, 'secret key\n', { mode: 0o644 });
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
     await fs.chmod(key, 0o644);
     const file = await writeSiteYaml(
       d,

@@ -223,6 +223,7 @@ describe('valid configs', () => {
         'instance: dev',
         'jobdirs: ../jobdirs',
         'github:',
+        '  app_id: 1',
         '  private_key_file: keys/app.pem',
         '  webhook_secret_file: /run/secrets/hook',
         'build:',

@@ -3,7 +3,7 @@
  * poller, to the exact comments on the (fake) GitHub: the whole path a reviewer's action takes.
  */
 import type { Server } from 'node:http';
-import { createApp } from '../src/server.js';
+import { createApp, ingestOf } from '../src/server.js';
 import { runTick } from '../src/poller.js';
 import { makeDelivery, payloads, send } from './support/payloads.js';
 import {
@@ -22,10 +22,13 @@ const SECRET = 'e2e-webhook-secret';
 let h: Harness;
 let server: Server;
 let url: string;
+/** Until the server's ingest has queued every acknowledged delivery (it acknowledges once journaled). */
+let settled: () => Promise<void>;
 
 beforeEach(async () => {
   h = await startHarness();
   const app = createApp({ config: h.config, logger: h.deps.logger, secret: SECRET });
+  settled = () => ingestOf(app).settled();
   server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
@@ -62,6 +65,7 @@ test('a signed PR comment with commands comes back as one reply on the PR', asyn
   });
   const reply = await send(url, makeDelivery('issue_comment', p, { secret: SECRET }));
   expect(reply.status).toBe(202);
+  await settled();
   await runTick(h.deps);
 
   const posted = h.fake.callsTo('POST', `/repos/${OWNER}/${REPO}/issues/${PR}/comments`);
@@ -81,6 +85,7 @@ test('a redelivered comment is acknowledged as a duplicate and answered once', a
   Object.assign(p.comment as object, { body: 'bot: show_config', user: { login: REVIEWER } });
   const d = makeDelivery('issue_comment', p, { secret: SECRET });
   expect((await send(url, d)).status).toBe(202);
+  await settled();
   await runTick(h.deps);
   expect((await send(url, d)).json).toEqual({ delivery: d.delivery, duplicate: true });
   await runTick(h.deps);
@@ -102,6 +107,7 @@ test('the bot:build label gets the hint; a build command then runs a job to its 
   const comment = onOurPr(payloads.commentOnPr());
   Object.assign(comment.comment as object, { body: 'bot: build for:arch=zen4', user: { login: REVIEWER } });
   expect((await send(url, makeDelivery('issue_comment', comment, { secret: SECRET }))).status).toBe(202);
+  await settled();
 
   for (let i = 0; i < 40 && (await h.deps.jobdirs.pending()).length > 0; i++) {
     await runTick(h.deps);

@@ -15,7 +15,7 @@ import {
   type GitHubApi,
   type GitHubOptions,
   type RepoRef,
-} from '../src/adapters/github.js';
+} from '../src/adapters/github/index.js';
 import { FakeGitHub } from './support/fakeGithub.js';
 
 const run = promisify(execFile);

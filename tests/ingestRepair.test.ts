@@ -1,14 +1,16 @@
 /**
- * Deliveries a killed server left half-published are settled when the server starts, before it
- * listens: GitHub does not redeliver them on its own. The half-published states are made by the real
- * server (`node --import tsx src/cli/main.ts server`) killed with SIGKILL at the steps of storing an event
- * (HPCBOT_CRASH_POINT), then a normal server is started on the same jobdirs.
+ * What a killed server left behind is settled when the server starts, before it listens: GitHub does not
+ * redeliver on its own. The states are made by the real server (`node --import tsx src/cli/main.ts
+ * server`) killed with SIGKILL at the steps of storing an event (HPCBOT_CRASH_POINT), plus the one a
+ * killed in-process `storeEvent` (a tool) can leave; then a normal server is started on the same
+ * jobdirs.
  */
 import { randomUUID } from 'node:crypto';
 import { jest } from '@jest/globals';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { INCOMING_DIR } from '../src/ingest/eventStore.js';
+import { JOURNAL_DIR, readJournal } from '../src/ingest/journal.js';
 import { JobDirs } from '../src/store/jobdirs.js';
 import { newState, writeState } from '../src/store/state.js';
 import { makeDelivery, payloads, send, type Delivery } from './support/payloads.js';
@@ -51,19 +53,31 @@ function comment(): Delivery {
   return makeDelivery('issue_comment', payloads.commentOnPr(), { secret: SECRET });
 }
 
-test('on start the server queues complete events that were not queued, releases claims without an event, and drops staged dirs', async () => {
+/** Send a delivery to a server that dies around it (before or after its answer). */
+async function sendAndDie(url: string, d: Delivery, server: Child): Promise<void> {
+  await send(url, d).catch(() => undefined);
+  expect((await server.exited).signal).toBe('SIGKILL');
+}
+
+test('on start the server builds what its journal holds, queues built event dirs that are not queued, releases claims without an event dir, and drops staged dirs', async () => {
   dir = await tempDir('hpcbot-repair-');
   const port = await freePort();
   const configFile = await writeSiteYaml(dir, port);
   const url = `http://127.0.0.1:${port}/webhook`;
   const jobdirs = new JobDirs(path.join(dir, 'jobdirs'));
-  const claimOf = (d: Delivery) => path.join(jobdirs.deliveriesDir, d.delivery);
-  const dirOf = async (d: Delivery) => (await eventDirs(jobdirs.root)).filter((p) => p.endsWith(d.delivery));
+  const claimOf = (d: { delivery: string }) => path.join(jobdirs.deliveriesDir, d.delivery);
+  const dirOf = async (d: { delivery: string }) =>
+    (await eventDirs(jobdirs.root)).filter((p) => p.endsWith(d.delivery));
   const exists = (p: string) =>
     fs.access(p).then(
       () => true,
       () => false,
     );
+  const journaled = async () =>
+    (await readJournal(path.join(jobdirs.root, JOURNAL_DIR))).flatMap((seg) =>
+      seg.records.map((r) => r.delivery),
+    );
+  const incoming = () => fs.readdir(path.join(jobdirs.root, INCOMING_DIR));
 
   // Two deliveries stored normally; the poller has done the first one (state file, out of the index).
   let server = await startServer(configFile, port);
@@ -76,57 +90,72 @@ test('on start the server queues complete events that were not queued, releases 
   await writeState(processedDir!, newState('event', 'done', {}, new Date()));
   await jobdirs.dequeue(processedDir!);
 
-  // Three deliveries, each killed at another step of storing it. Each next start must repair what the
-  // kill before it left, before it answers anything.
-  const sendAndDie = async (d: Delivery) => {
-    await expect(send(url, d)).rejects.toThrow();
-    expect((await server.exited).signal).toBe('SIGKILL');
-  };
-  const incoming = () => fs.readdir(path.join(jobdirs.root, INCOMING_DIR));
+  // Killed after its journal segment was deleted, before indexing: built and durable, not queued.
+  const retired = comment();
+  server = await startServer(configFile, port, 'ingest-retired');
+  await sendAndDie(url, retired, server);
+  const [retiredDir] = await dirOf(retired);
+  expect(retiredDir).toBeDefined();
+  expect(await jobdirs.isQueued(retiredDir!)).toBe(false);
+  expect(await journaled()).toEqual([]);
 
-  const published = comment(); // killed with its event dir in place, not in the index
-  server = await startServer(configFile, port, 'store-published');
-  await sendAndDie(published);
-  const [publishedDir] = await dirOf(published);
-  expect(publishedDir).toBeDefined();
-  expect(await jobdirs.isQueued(publishedDir!)).toBe(false);
-
-  const claimed = comment(); // killed with a claim and no event dir (its staged dir in .incoming)
+  // Killed while building: its claim is there and its staged dir, no event dir; the journal has it.
+  const claimed = comment();
   server = await startServer(configFile, port, 'store-claimed');
-  expect(await jobdirs.isQueued(publishedDir!)).toBe(true);
-  await sendAndDie(claimed);
+  expect(await jobdirs.isQueued(retiredDir!)).toBe(true); // this start queued it, before listening
+  await sendAndDie(url, claimed, server);
   expect(await exists(claimOf(claimed))).toBe(true);
   expect(await dirOf(claimed)).toEqual([]);
   expect((await incoming()).length).toBe(1);
+  expect(await journaled()).toEqual([claimed.delivery]);
 
-  const staging = comment(); // killed with a half-written staged dir in .incoming
-  server = await startServer(configFile, port, 'store-staging');
-  expect(await exists(claimOf(claimed))).toBe(false);
-  expect(await incoming()).toEqual([]);
-  await sendAndDie(staging);
-  expect(await dirOf(staging)).toEqual([]);
-  expect((await incoming()).length).toBe(1);
+  // A claim without an event dir and without a journal record: what an in-process storeEvent killed
+  // after claiming leaves. Nothing was acknowledged for it, so it is released.
+  const orphan = { delivery: randomUUID() };
+  const nowhere = jobdirs.eventDir(
+    new Date(),
+    'acme',
+    'software',
+    { kind: 'pr', number: 7 },
+    orphan.delivery,
+  );
+  await fs.writeFile(claimOf(orphan), jobdirs.relative(nowhere) + '\n');
 
   server = await startServer(configFile, port);
   const [queuedDir] = await dirOf(queued);
-  expect((await jobdirs.pending()).sort()).toEqual([publishedDir!, queuedDir!].sort());
-  for (const d of [claimed, staging]) expect(await exists(claimOf(d))).toBe(false);
+  const [claimedDir] = await dirOf(claimed);
+  expect(claimedDir).toBeDefined();
+  expect(jobdirs.resolve((await fs.readFile(claimOf(claimed), 'utf8')).trim())).toBe(claimedDir);
+  expect((await jobdirs.pending()).sort()).toEqual([retiredDir!, queuedDir!, claimedDir!].sort());
+  expect(await exists(claimOf(orphan))).toBe(false);
   expect(await incoming()).toEqual([]);
-  // The queue entry is the claim's hard link, exactly as storeEvent makes it.
-  const entry = await fs.stat(jobdirs.queueEntryPath(publishedDir!));
-  expect(entry.ino).toBe((await fs.stat(claimOf(published))).ino);
-
-  // Redeliveries: the released ones are stored as new, the completed one is a duplicate.
-  for (const d of [claimed, staging]) {
-    expect(await send(url, d)).toMatchObject({ status: 202, json: { delivery: d.delivery, stored: true } });
-    expect(await dirOf(d)).toHaveLength(1);
+  expect(await journaled()).toEqual([]);
+  // The queue entry is the claim's hard link, exactly as the server makes it.
+  for (const [d, eventDir] of [
+    [retired, retiredDir!],
+    [claimed, claimedDir!],
+  ] as const) {
+    expect((await fs.stat(jobdirs.queueEntryPath(eventDir))).ino).toBe((await fs.stat(claimOf(d))).ino);
   }
-  expect(await send(url, published)).toMatchObject({
-    status: 200,
-    json: { delivery: published.delivery, duplicate: true },
+
+  // Redeliveries: the acknowledged ones are duplicates; the released claim's delivery is stored as new.
+  for (const d of [retired, claimed]) {
+    expect(await send(url, d)).toMatchObject({
+      status: 200,
+      json: { delivery: d.delivery, duplicate: true },
+    });
+  }
+  const orphanAgain = makeDelivery('issue_comment', payloads.commentOnPr(), {
+    secret: SECRET,
+    delivery: orphan.delivery,
   });
-  server.proc.kill('SIGTERM');
-  await server.exited;
+  expect(await send(url, orphanAgain)).toMatchObject({
+    status: 202,
+    json: { delivery: orphan.delivery, stored: true },
+  });
+  server.proc.kill('SIGTERM'); // a stopped server queues what it answered
+  expect((await server.exited).code).toBe(0);
+  expect(await dirOf(orphan)).toHaveLength(1);
 
   // Idempotent: a second start changes nothing.
   const snapshot = async () => ({

@@ -386,7 +386,7 @@ test.each<[string, string, string | undefined, string, string]>([
     await writeState(dir, newState('job', 'running', data, new Date()));
     await jobdirs.enqueue(dir);
 
-    expect(await runTick(h.deps)).toEqual({ advanced: 1, failed: 0, skipped: 0 });
+    expect(await runTick(h.deps)).toEqual({ advanced: 1, failed: 0, skipped: 0, unchanged: 0, young: 0 });
 
     expect((await readState(dir))?.stage).toBe(stage);
     const [posted, ...more] = h.fake.commentsOf(OWNER, REPO, PR);

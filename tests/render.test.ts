@@ -8,7 +8,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { CHATLEVELS, siteSchema, type Chatlevel, type Config } from '../src/config/config.js';
 import { COMMAND_LINE_RE, COMMAND_SYNTAX, parseBotCommands } from '../src/domain/commands.js';
-import { createGitHub, GitHubError, type GitHubApi, type RepoRef } from '../src/adapters/github.js';
+import { createGitHub, GitHubError, type GitHubApi, type RepoRef } from '../src/adapters/github/index.js';
 import {
   MAX_COMMENT_CHARS,
   codeSpan,

@@ -10,12 +10,12 @@ import { EVENT_FILE, INCOMING_DIR, storeEvent, type IncomingEvent } from '../src
 import { JobDirs, monthDir } from '../src/store/jobdirs.js';
 import { createLogger } from '../src/log.js';
 import { loadWebhookSecret } from '../src/config/secrets.js';
-import { MAX_BODY_BYTES, createApp, startServer } from '../src/server.js';
+import { MAX_BODY_BYTES, createApp, ingestOf, startServer, stopServer } from '../src/server.js';
 import { get, makeDelivery, payloads, post, send, sign, type Delivery } from './support/payloads.js';
 import { eventDirs, listFiles, tempDir as makeTempDir, writeSiteYaml } from './support/spawn.js';
 
 const SECRET = 'test-webhook-secret-6d1f0c';
-const logger = createLogger('test', 'silent');
+const logger = createLogger('test', { level: 'silent' });
 
 interface Harness {
   url: string;
@@ -23,6 +23,8 @@ interface Harness {
   root: string;
   config: Config;
   server: Server;
+  /** Until every delivery acknowledged so far is built, durable and queued (the ingest journal's job). */
+  settled(): Promise<void>;
 }
 
 const harnesses: Harness[] = [];
@@ -46,20 +48,26 @@ async function startHarness(opts: { secret?: string; insecure?: boolean } = {}):
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
   const base = `http://127.0.0.1:${port}`;
-  const h = { url: `${base}/webhook`, base, root: config.jobdirs, config, server };
+  const h = {
+    url: `${base}/webhook`,
+    base,
+    root: config.jobdirs,
+    config,
+    server,
+    settled: () => ingestOf(server).settled(),
+  };
   harnesses.push(h);
   return h;
 }
 
 afterAll(async () => {
-  for (const h of harnesses) {
-    await new Promise((resolve) => h.server.close(resolve));
-  }
+  for (const h of harnesses) await stopServer(h.server);
   for (const dir of temps) await fs.rm(dir, { recursive: true, force: true });
 });
 
 /** The files a fresh server has: none (only the empty base directories). */
 async function storedFiles(h: Harness): Promise<string[]> {
+  await h.settled();
   return await listFiles(h.root);
 }
 
@@ -89,6 +97,7 @@ describe('storing real deliveries', () => {
     const reply = await send(h.url, d);
     expect(reply.status).toBe(202);
     expect(reply.json).toEqual({ delivery: d.delivery, stored: true });
+    await h.settled();
 
     const dir = expectedEventDir(h, 'Codertocat', 'Hello-World', `pr_${payload.number}`, d.delivery);
     expect(await fs.readdir(dir)).toEqual([EVENT_FILE]);
@@ -112,6 +121,7 @@ describe('storing real deliveries', () => {
     const before = Date.now();
     const reply = await send(h.url, d);
     expect(reply.status).toBe(202);
+    await h.settled();
 
     const dir = expectedEventDir(h, 'Codertocat', 'Hello-World', 'pr_2', d.delivery);
     const text = await fs.readFile(path.join(dir, EVENT_FILE), 'utf8');
@@ -155,6 +165,7 @@ describe('storing real deliveries', () => {
     delete payload.installation;
     const d = signed('pull_request', payload);
     expect((await send(h.url, d)).status).toBe(202);
+    await h.settled();
     const dir = expectedEventDir(h, 'Codertocat', 'Hello-World', 'pr_2', d.delivery);
     const stored = JSON.parse(await fs.readFile(path.join(dir, EVENT_FILE), 'utf8'));
     expect(stored.installation_id).toBeNull();
@@ -166,6 +177,7 @@ describe('storing real deliveries', () => {
     const reply = await send(h.url, d);
     expect(reply.status).toBe(202);
     expect(reply.json).toEqual({ delivery: d.delivery, stored: true });
+    await h.settled();
     const dir = expectedEventDir(h, 'Codertocat', 'Hello-World', `pr_${payload.issue!.number}`, d.delivery);
     const stored = JSON.parse(await fs.readFile(path.join(dir, EVENT_FILE), 'utf8'));
     expect(stored.event).toBe('issue_comment');
@@ -193,6 +205,7 @@ describe('storing real deliveries', () => {
     const payload = payloads.repositoryRenamed();
     const d = signed('repository', payload);
     expect((await send(h.url, d)).status).toBe(202);
+    await h.settled();
     const owner = payload.repository!.owner.login;
     const dir = expectedEventDir(h, owner, payload.repository!.name, '_repo', d.delivery);
     expect(await fs.readdir(dir)).toEqual([EVENT_FILE]);
@@ -210,11 +223,13 @@ describe('storing real deliveries', () => {
     payload.repository!.name = '.github';
     const d = signed('pull_request', payload);
     expect((await send(h.url, d)).status).toBe(202);
+    await h.settled();
     const dir = expectedEventDir(h, 'Codertocat', '.github', 'pr_2', d.delivery);
     expect(await fs.readdir(dir)).toEqual([EVENT_FILE]);
   });
 
   test('no staged directory or temp file is left behind', async () => {
+    await h.settled();
     expect(await fs.readdir(path.join(h.root, INCOMING_DIR))).toEqual([]);
     const files = await listFiles(h.root);
     expect(files.filter((f) => path.basename(f).startsWith('.tmp-'))).toEqual([]);
@@ -398,6 +413,7 @@ describe('size limit', () => {
     const d = signed('pull_request', body);
     const reply = await send(h.url, d);
     expect(reply.status).toBe(202);
+    await h.settled();
     const dir = expectedEventDir(h, 'Codertocat', 'Hello-World', 'pr_2', d.delivery);
     const raw = await fs.readFile(path.join(dir, EVENT_FILE));
     const marker = raw.indexOf('"payload":') + '"payload":'.length;
@@ -414,6 +430,7 @@ describe('redeliveries', () => {
   test('a redelivery is 200 duplicate and leaves the stored file untouched', async () => {
     const d = signed('pull_request', payloads.prLabeled());
     expect((await send(h.url, d)).status).toBe(202);
+    await h.settled();
     const file = path.join(expectedEventDir(h, 'Codertocat', 'Hello-World', 'pr_2', d.delivery), EVENT_FILE);
     const before = { stat: await fs.stat(file), text: await fs.readFile(file, 'utf8') };
     await new Promise((r) => setTimeout(r, 20)); // a rewrite would show in mtime and received_at
@@ -434,6 +451,7 @@ describe('redeliveries', () => {
     const statuses = replies.map((r) => r.status).sort();
     expect(statuses).toEqual([...Array(19).fill(200), 202]);
     for (const r of replies.filter((x) => x.status === 200)) expect(r.json.duplicate).toBe(true);
+    await h.settled();
 
     const dirs = (await eventDirs(h.root)).filter((p) => p.endsWith(`event_${d.delivery}`));
     expect(dirs).toHaveLength(1);
@@ -449,6 +467,7 @@ describe('redeliveries', () => {
     );
     const replies = await Promise.all(ds.map((d) => send(h.url, d)));
     expect(replies.map((r) => r.status)).toEqual(Array(50).fill(202));
+    await h.settled();
     const all = await eventDirs(h.root);
     for (const d of ds) expect(all.filter((p) => p.endsWith(`event_${d.delivery}`))).toHaveLength(1);
     const pending = await new JobDirs(h.root).pending();
@@ -553,7 +572,7 @@ describe('server start', () => {
     await fs.writeFile(mine, 'x');
 
     const server = await startServer({ config, logger, secret: SECRET });
-    await new Promise((r) => server.close(r));
+    await stopServer(server);
     expect(await fs.readdir(path.join(config.jobdirs, INCOMING_DIR))).toEqual([]);
     expect(await fs.readdir(jobdirs.deliveriesDir)).toEqual([path.basename(mine)]);
   });
@@ -618,7 +637,7 @@ describe('webhook secret file', () => {
       const wrong = makeDelivery('pull_request', payloads.prOpened(), { secret: SECRET });
       expect((await send(url, wrong)).status).toBe(401);
     } finally {
-      await new Promise((r) => server.close(r));
+      await stopServer(server);
     }
   });
 });

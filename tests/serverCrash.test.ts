@@ -1,8 +1,10 @@
 /**
  * The real server as a child process (`node --import tsx src/cli/main.ts server`), killed with SIGKILL:
  * mid-stream at a random moment, and at each step of storing an event (HPCBOT_CRASH_POINT). After
- * the kill, every acknowledged delivery must be on disk and parse, no temp file may be visible as an
- * event, and after a restart every redelivery is stored exactly once.
+ * the kill, every acknowledged delivery must be durable (in an event dir or in the ingest journal), no
+ * event dir may be partial and no temp file may be visible as an event; after a restart, before any
+ * redelivery, every acknowledged delivery is in an event dir and queued, and every redelivery is
+ * stored exactly once.
  */
 import { randomUUID } from 'node:crypto';
 import { jest } from '@jest/globals';
@@ -10,6 +12,7 @@ import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { EVENT_FILE, INCOMING_DIR } from '../src/ingest/eventStore.js';
+import { JOURNAL_DIR, readJournal } from '../src/ingest/journal.js';
 import { JobDirs } from '../src/store/jobdirs.js';
 import { makeDelivery, payloads, send, type Delivery, type Reply } from './support/payloads.js';
 import {
@@ -83,6 +86,28 @@ async function eventDirsById(root: string): Promise<Map<string, string[]>> {
   return byId;
 }
 
+/** The delivery ids in the ingest journal. */
+async function journaled(root: string): Promise<Set<string>> {
+  const ids = new Set<string>();
+  for (const seg of await readJournal(path.join(root, JOURNAL_DIR))) {
+    for (const r of seg.records) ids.add(r.delivery);
+  }
+  return ids;
+}
+
+/** Retry `check` until it passes: the server builds and queues in the background after its answer. */
+async function eventually(check: () => Promise<void>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
 /** Invariants that hold at any moment, even right after a SIGKILL. */
 async function expectConsistent(root: string, sent: Map<string, Delivery>): Promise<Map<string, string[]>> {
   const byId = await eventDirsById(root);
@@ -117,6 +142,7 @@ async function expectEachStoredOnce(root: string, sent: Map<string, Delivery>): 
   const pending = await new JobDirs(root).pending();
   expect(pending.sort()).toEqual([...byId.values()].flat().sort());
   expect(await fs.readdir(path.join(root, INCOMING_DIR))).toEqual([]);
+  expect(await journaled(root)).toEqual(new Set());
 }
 
 test('kill -9 mid-stream: every acknowledged delivery is on disk, and redeliveries are recognised', async () => {
@@ -162,16 +188,25 @@ test('kill -9 mid-stream: every acknowledged delivery is on disk, and redeliveri
   for (const id of acknowledged)
     expect((answers.get(id) as Reply).json).toEqual({ delivery: id, stored: true });
 
-  // Right after the kill: everything acknowledged is there, complete; nothing half-written is visible.
+  // Right after the kill: everything acknowledged is durable, in an event dir or still in the journal;
+  // nothing half-written is visible.
   const afterKill = await expectConsistent(s.root, sent);
-  for (const id of acknowledged) expect(afterKill.get(id)).toHaveLength(1);
+  const inJournal = await journaled(s.root);
+  for (const id of acknowledged) expect(afterKill.has(id) || inJournal.has(id)).toBe(true);
+
+  // Restart: before it answers anything, the server has built and queued every acknowledged delivery.
+  server = await startServer(s);
+  const afterStart = await expectConsistent(s.root, sent);
+  const pending = await new JobDirs(s.root).pending();
   const contents = new Map<string, string>();
   for (const id of acknowledged) {
-    contents.set(id, await fs.readFile(path.join(afterKill.get(id)![0]!, EVENT_FILE), 'utf8'));
+    expect(afterStart.get(id)).toHaveLength(1);
+    expect(pending).toContain(afterStart.get(id)![0]);
+    contents.set(id, await fs.readFile(path.join(afterStart.get(id)![0]!, EVENT_FILE), 'utf8'));
   }
+  expect(await journaled(s.root)).toEqual(new Set());
 
-  // Restart and redeliver everything, as GitHub (or an operator) would.
-  server = await startServer(s);
+  // Redeliver everything, as GitHub (or an operator) would.
   for (const id of acknowledged) {
     const reply = await send(s.url, sent.get(id)!);
     expect(reply.status).toBe(200);
@@ -180,10 +215,10 @@ test('kill -9 mid-stream: every acknowledged delivery is on disk, and redeliveri
   for (const id of unanswered) {
     const reply = await send(s.url, sent.get(id)!);
     // Stored now (202), or it had been stored just before the kill and its answer was lost (200).
-    if (afterKill.has(id)) expect(reply.json).toEqual({ delivery: id, duplicate: true });
+    if (afterStart.has(id)) expect(reply.json).toEqual({ delivery: id, duplicate: true });
     else expect(reply.json).toEqual({ delivery: id, stored: true });
   }
-  await expectEachStoredOnce(s.root, sent);
+  await eventually(() => expectEachStoredOnce(s.root, sent));
   for (const [id, text] of contents) {
     const dir = (await eventDirsById(s.root)).get(id)![0]!;
     expect(await fs.readFile(path.join(dir, EVENT_FILE), 'utf8')).toBe(text); // untouched
@@ -192,13 +227,21 @@ test('kill -9 mid-stream: every acknowledged delivery is on disk, and redeliveri
   expect((await server.exited).code).toBe(0);
 });
 
-describe.each([
-  ['store-staging', 'while the event is being staged'],
-  ['store-claimed', 'after claiming the delivery id, before the event dir is in place'],
-  ['store-published', 'after the event dir is in place, before it is indexed'],
-  ['store-queued', 'after indexing, before the answer'],
-])('kill -9 at %s (%s)', (point) => {
-  test('the delivery gets no answer, nothing partial is visible, and its redelivery is stored exactly once', async () => {
+/** Where the victim is after the kill: `lost` (never durable), `journaled` or `built` (in its event dir). */
+type Left = 'lost' | 'journaled' | 'built';
+
+describe.each<[string, string, boolean, Left]>([
+  // point, when, answered before the kill (may be), where the delivery is after the kill
+  ['journal-writing', 'before its journal record is written', false, 'lost'],
+  ['journal-committed', 'with its journal record durable, before the answer', false, 'journaled'],
+  ['store-staging', 'after the answer, while its event dir is staged', true, 'journaled'],
+  ['store-claimed', 'after the answer and the claim, before the event dir is in place', true, 'journaled'],
+  ['store-published', 'with the event dir in place, before the checkpoint', true, 'journaled'],
+  ['ingest-synced', 'after the checkpoint syncfs, before the journal segment is deleted', true, 'journaled'],
+  ['ingest-retired', 'after the journal segment is deleted, before indexing', true, 'built'],
+  ['store-queued', 'after indexing', true, 'built'],
+])('kill -9 at %s (%s)', (point, _when, mayAnswer, left) => {
+  test('nothing partial is visible, an acknowledged delivery is never lost, and its redelivery is stored exactly once', async () => {
     const s = await setup();
     const sent = new Map<string, Delivery>();
     // Earlier deliveries, stored normally, must survive the crash untouched.
@@ -209,25 +252,36 @@ describe.each([
       expect((await send(s.url, d)).status).toBe(202);
     }
     server.proc.kill('SIGTERM');
-    await server.exited;
+    expect((await server.exited).code).toBe(0);
+    await expectEachStoredOnce(s.root, sent); // a stopped server has queued everything it answered
 
     server = await startServer(s, { HPCBOT_CRASH_POINT: point });
     const victim = delivery(3);
     sent.set(victim.delivery, victim);
-    await expect(send(s.url, victim)).rejects.toThrow(); // the process died mid-request
+    const answer = await send(s.url, victim).catch(() => undefined); // the process dies around it
+    if (!mayAnswer) expect(answer).toBeUndefined();
+    if (answer)
+      expect(answer).toMatchObject({ status: 202, json: { delivery: victim.delivery, stored: true } });
     expect((await server.exited).signal).toBe('SIGKILL');
     const afterKill = await expectConsistent(s.root, sent);
-    expect(afterKill.has(victim.delivery)).toBe(point === 'store-published' || point === 'store-queued');
+    const inEventDir = ['store-published', 'ingest-synced', 'ingest-retired', 'store-queued'].includes(point);
+    expect(afterKill.has(victim.delivery)).toBe(inEventDir);
+    expect((await journaled(s.root)).has(victim.delivery)).toBe(left === 'journaled');
 
     server = await startServer(s);
+    if (left !== 'lost') {
+      // Built and queued before the server answers anything.
+      const [dir] = (await eventDirsById(s.root)).get(victim.delivery) ?? [];
+      expect(await new JobDirs(s.root).pending()).toContain(dir);
+    }
     const reply = await send(s.url, victim);
-    if (afterKill.has(victim.delivery)) {
-      expect(reply).toMatchObject({ status: 200, json: { delivery: victim.delivery, duplicate: true } });
-    } else {
+    if (left === 'lost') {
       expect(reply).toMatchObject({ status: 202, json: { delivery: victim.delivery, stored: true } });
+    } else {
+      expect(reply).toMatchObject({ status: 200, json: { delivery: victim.delivery, duplicate: true } });
     }
     expect((await send(s.url, victim)).status).toBe(200); // and from now on a duplicate
-    await expectEachStoredOnce(s.root, sent);
+    await eventually(() => expectEachStoredOnce(s.root, sent));
     server.proc.kill('SIGTERM');
     await server.exited;
   });

@@ -29,7 +29,7 @@ import { payloads } from './support/payloads.js';
 // notify people). That pacing is the adapter's concern and tested with it; here it would only make
 // this file take minutes, so the plugin is replaced by a no-op. Everything else is the real adapter.
 jest.unstable_mockModule('@octokit/plugin-throttling', () => ({ throttling: () => ({}) }));
-const { createGitHub } = await import('../src/adapters/github.js');
+const { createGitHub } = await import('../src/adapters/github/index.js');
 const { replayEvent, runTick } = await import('../src/poller.js');
 
 const OWNER = 'Codertocat';
@@ -280,7 +280,7 @@ describe('issue_comment.created on a PR', () => {
     const dir = await comment('Hi bot!\nbot: help\nbot: status\n', 'd-help');
     expect(await jobdirs.pending()).toEqual([dir]);
 
-    expect(await runTick(deps)).toEqual({ advanced: 1, failed: 0, skipped: 0 });
+    expect(await runTick(deps)).toEqual({ advanced: 1, failed: 0, skipped: 0, unchanged: 0, young: 0 });
 
     const status = 'no build jobs of instance `test` for this PR yet';
     const body = reply('alice', [
@@ -309,7 +309,7 @@ describe('issue_comment.created on a PR', () => {
     expect(await jobdirs.pending()).toEqual([]);
 
     // A second tick has nothing to do and calls nothing.
-    expect(await runTick(deps)).toEqual({ advanced: 0, failed: 0, skipped: 0 });
+    expect(await runTick(deps)).toEqual({ advanced: 0, failed: 0, skipped: 0, unchanged: 0, young: 0 });
     expect(fake.calls).toHaveLength(1);
   });
 
@@ -513,8 +513,14 @@ describe('issue_comment.created on a PR', () => {
 
     // Only the event advances first (a tick advances jobs before events, so this is how a cancel meets a
     // job that has not advanced since), then the job follows its file.
-    expect(await runTick(deps, [dir])).toEqual({ advanced: 1, failed: 0, skipped: 0 });
-    expect(await runTick(deps)).toEqual({ advanced: 1, failed: 0, skipped: 0 });
+    expect(await runTick(deps, [dir])).toEqual({
+      advanced: 1,
+      failed: 0,
+      skipped: 0,
+      unchanged: 0,
+      young: 0,
+    });
+    expect(await runTick(deps)).toEqual({ advanced: 1, failed: 0, skipped: 0, unchanged: 0, young: 0 });
 
     const js = (await readState<JobData>(job))!;
     expect(js.stage).toBe('cancelled');
@@ -537,8 +543,14 @@ describe('issue_comment.created on a PR', () => {
     await jobdirs.enqueue(job);
     const dir = await comment('bot: cancel', 'aa-cancel');
 
-    expect(await runTick(deps, [dir])).toEqual({ advanced: 1, failed: 0, skipped: 0 });
-    expect(await runTick(deps)).toEqual({ advanced: 1, failed: 0, skipped: 0 });
+    expect(await runTick(deps, [dir])).toEqual({
+      advanced: 1,
+      failed: 0,
+      skipped: 0,
+      unchanged: 0,
+      young: 0,
+    });
+    expect(await runTick(deps)).toEqual({ advanced: 1, failed: 0, skipped: 0, unchanged: 0, young: 0 });
 
     const js = (await readState<JobData>(job))!;
     expect(js.stage).toBe('cancelled');
@@ -603,7 +615,7 @@ test('events that need nothing are recorded as ignored, without a single GitHub 
   );
   const sync = await store('pull_request', prPayload('synchronize'), 'i-sync');
 
-  expect(await runTick(deps)).toEqual({ advanced: 11, failed: 0, skipped: 0 });
+  expect(await runTick(deps)).toEqual({ advanced: 11, failed: 0, skipped: 0, unchanged: 0, young: 0 });
   expect(fake.calls).toEqual([]);
   expect(backend.calls).toEqual([]);
   const notes: Record<string, string> = {};
@@ -743,7 +755,7 @@ describe('pull_request events', () => {
     const running = await makeJob(2, 'a', 'run_000', 'gpu', 'running', { job_id: '333' });
     const finished = await makeJob(2, 'b', 'run_000', 'zen4', 'finished', { job_id: '300' });
     const dir = await store('pull_request', prPayload('closed'), 'c-closed');
-    expect(await runTick(deps)).toEqual({ advanced: 1, failed: 0, skipped: 0 });
+    expect(await runTick(deps)).toEqual({ advanced: 1, failed: 0, skipped: 0, unchanged: 0, young: 0 });
     expect(backend.calls).toEqual([`cancel 333 ${rel(running)}`]);
     expect((await readState<JobData>(prepared))!.data.cancel_requested).toBe('PR closed');
     expect((await readState<JobData>(running))!.data.cancel_requested).toBe('PR closed');
@@ -767,7 +779,7 @@ describe('pull_request events', () => {
       prPayload('closed', (p) => (p.pull_request.merged = true)),
       'c-m1',
     );
-    expect(await runTick(quiet)).toEqual({ advanced: 1, failed: 0, skipped: 0 });
+    expect(await runTick(quiet)).toEqual({ advanced: 1, failed: 0, skipped: 0, unchanged: 0, young: 0 });
     expect(postedBodies()).toEqual([]);
     expect(backend.calls).toEqual([]);
 
@@ -798,7 +810,7 @@ describe('chatlevel changes what is said, never what is done', () => {
     const build = await comment('bot: build for:arch=zen4', 'g-build');
     const help = await comment('bot: help', 'g-help');
     const open = await store('pull_request', prPayload('opened'), 'g-open');
-    expect(await runTick(deps)).toEqual({ advanced: 3, failed: 0, skipped: 0 });
+    expect(await runTick(deps)).toEqual({ advanced: 3, failed: 0, skipped: 0, unchanged: 0, young: 0 });
     const posted = postedBodies().map(
       (b) => /#g0:(?:reply|config) -->$/.test(b) && /event_(g-\w+)#/.exec(b)![1],
     );
@@ -820,7 +832,7 @@ describe('failures and retries', () => {
     await jobdirs.enqueue(broken);
     const good = await comment('bot: help', 'b-good');
 
-    expect(await runTick(deps)).toEqual({ advanced: 1, failed: 1, skipped: 0 });
+    expect(await runTick(deps)).toEqual({ advanced: 1, failed: 1, skipped: 0, unchanged: 0, young: 0 });
     expect((await state(good)).stage).toBe('done');
     expect(postedBodies()).toHaveLength(1);
     let s = await state(broken);
@@ -834,12 +846,12 @@ describe('failures and retries', () => {
 
     // Not due yet: skipped, untouched.
     clock = new Date(T0.getTime() + 5_000);
-    expect(await runTick(deps)).toEqual({ advanced: 0, failed: 0, skipped: 1 });
+    expect(await runTick(deps)).toEqual({ advanced: 0, failed: 0, skipped: 1, unchanged: 0, young: 0 });
     expect(await state(broken)).toEqual(s);
 
     // Due: a second attempt, twice the wait.
     clock = new Date(T0.getTime() + 10_000);
-    expect(await runTick(deps)).toEqual({ advanced: 0, failed: 1, skipped: 0 });
+    expect(await runTick(deps)).toEqual({ advanced: 0, failed: 1, skipped: 0, unchanged: 0, young: 0 });
     s = await state(broken);
     expect(s.attempts).toBe(2);
     expect(s.next_retry_at).toBe(new Date(clock.getTime() + 20_000).toISOString());
@@ -863,7 +875,7 @@ describe('failures and retries', () => {
     const deps = makeDeps();
     const dir = await comment('bot: build for:arch=zen4', 'f-retry');
     fake.failNext('POST', /\/comments$/, 422);
-    expect(await runTick(deps)).toEqual({ advanced: 0, failed: 1, skipped: 0 });
+    expect(await runTick(deps)).toEqual({ advanced: 0, failed: 1, skipped: 0, unchanged: 0, young: 0 });
     let s = await state(dir);
     expect(s.stage).toBe('received');
     expect(s.comments).toEqual({ 'g0:reply': { intent_at: T0.toISOString() } });

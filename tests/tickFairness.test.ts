@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import pino from 'pino';
 import { parseConfig } from '../src/config/config.js';
-import { createGitHub } from '../src/adapters/github.js';
+import { createGitHub } from '../src/adapters/github/index.js';
 import { byPullRequest, runTick } from '../src/poller.js';
 import type { StageDeps } from '../src/stages/context.js';
 import { readState } from '../src/store/state.js';
@@ -86,8 +86,8 @@ test('a flood of comments: jobs go first, mallory is told once an hour, replies 
 
   const first = await runTick(deps);
 
-  // The job was checked out (its GET of the PR) before the first reply was posted.
-  expect(await stageOf(job!)).toBe('submitting');
+  // The job was checked out (its GET of the PR), submitted and released before the first reply was posted.
+  expect(await stageOf(job!)).toBe('released');
   const calls = h.fake.calls.slice(mark).map((c) => `${c.method} ${c.path}`);
   const jobCall = calls.indexOf(`GET /repos/${OWNER}/${REPO}/pulls/${PR}`);
   const firstReply = calls.indexOf(`POST /repos/${OWNER}/${REPO}/issues/${FLOOD}/comments`);
@@ -95,7 +95,7 @@ test('a flood of comments: jobs go first, mallory is told once an hour, replies 
   expect(firstReply).toBeGreaterThan(jobCall);
   // Three replies: one to mallory, two to the reviewer; the other two reviewer events wait.
   expect(floodReplies().map(toWhom)).toEqual(['mallory', REVIEWER, REVIEWER]);
-  expect(first).toEqual({ advanced: 1 + 10 + 2, failed: 0, skipped: 2 });
+  expect(first).toEqual({ advanced: 3 + 10 + 2, failed: 0, skipped: 2, unchanged: 0, young: 1 });
   expect((await readState(mallory[0]!))!.stage).toBe('done');
   for (const dir of mallory.slice(1)) {
     const s = (await readState(dir))!;
@@ -139,7 +139,7 @@ test('a reply over the budget, reached in a lane running alongside, stays queued
   ];
   const replies = () => [3, 4].flatMap((n) => h!.fake.commentsOf(OWNER, REPO, n));
 
-  expect(await runTick(deps)).toEqual({ advanced: 1, failed: 0, skipped: 1 });
+  expect(await runTick(deps)).toEqual({ advanced: 1, failed: 0, skipped: 1, unchanged: 0, young: 0 });
   expect(replies()).toHaveLength(1);
   const states = await Promise.all(dirs.map(async (d) => (await readState(d))!));
   const deferred = dirs[states.findIndex((s) => s.stage === 'received')]!;
@@ -150,7 +150,7 @@ test('a reply over the budget, reached in a lane running alongside, stays queued
   expect(s.last_error).toBeUndefined();
   expect(await h.deps.jobdirs.pending()).toEqual([deferred]);
 
-  expect(await runTick(deps)).toEqual({ advanced: 1, failed: 0, skipped: 0 });
+  expect(await runTick(deps)).toEqual({ advanced: 1, failed: 0, skipped: 0, unchanged: 0, young: 0 });
   for (const dir of dirs) {
     const marker = `<!-- hpcbot:test:${path.basename(dir)}#g0:reply -->`;
     expect(replies().filter((c) => c.body.endsWith(marker))).toHaveLength(1);
@@ -206,8 +206,9 @@ test('pull requests advance side by side: a slow git fetch for one holds up no o
   const report = await runTick({ ...harness.deps, config, github });
 
   expect(held).toBe('until zzz-fast was checked out');
-  expect(report).toEqual({ advanced: 2, failed: 0, skipped: 0 });
-  expect([await stageOf(slow), await stageOf(fast)]).toEqual(['submitting', 'submitting']);
+  // Each job goes from checkout to release in one go: three steps each.
+  expect(report).toEqual({ advanced: 6, failed: 0, skipped: 0, unchanged: 0, young: 2 });
+  expect([await stageOf(slow), await stageOf(fast)]).toEqual(['released', 'released']);
 });
 
 test('the lanes of a tick: one per pull request across months, in index order', () => {

@@ -20,12 +20,13 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { Config } from '../config/config.js';
+import { loadConfig, type Config } from '../config/config.js';
 import { readEventFile } from '../ingest/eventStore.js';
 import { isTempName, mkdirDurable, readJsonIfExists } from '../store/fsutil.js';
 import { JobDirs } from '../store/jobdirs.js';
 import { waitForLock } from '../store/lock.js';
 import { FINAL_STAGES, readState } from '../store/state.js';
+import { UsageError } from './errors.js';
 
 /** GitHub lets a delivery be redelivered for 3 days; a claim older than that can never be needed again. */
 export const REDELIVERY_WINDOW_MS = 3 * 86_400_000;
@@ -33,7 +34,7 @@ export const REDELIVERY_WINDOW_MS = 3 * 86_400_000;
 export function parseAge(text: string): number {
   const m = /^(\d+)([dhm])$/.exec(text.trim());
   if (!m)
-    throw new Error(`--older-than takes a number with d, h or m, e.g. 30d; got ${JSON.stringify(text)}`);
+    throw new UsageError(`--older-than takes a number with d, h or m, e.g. 30d; got ${JSON.stringify(text)}`);
   const unit = { d: 86_400_000, h: 3_600_000, m: 60_000 }[m[2] as 'd' | 'h' | 'm'];
   return Number(m[1]) * unit;
 }
@@ -268,4 +269,15 @@ export function formatGcReport(result: GcResult, dryRun: boolean): string {
     `${dryRun ? 'would free' : 'freed'} ${result.bytes} bytes in ${result.removed.length} entr${result.removed.length === 1 ? 'y' : 'ies'}`,
   );
   return lines.join('\n') + '\n';
+}
+
+export async function gcCommand(opts: {
+  config: string;
+  olderThan: string;
+  dryRun?: boolean;
+}): Promise<void> {
+  const age = parseAge(opts.olderThan);
+  const dryRun = opts.dryRun === true;
+  const result = await collectGarbage(loadConfig(opts.config), age, dryRun);
+  process.stdout.write(formatGcReport(result, dryRun));
 }

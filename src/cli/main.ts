@@ -1,88 +1,35 @@
+#!/usr/bin/env node
 /**
- * The `hpcbot` command: `server`, `poll`, `start` (both), `config check`.
- * A bad site.yaml prints every problem with file, line and key path, and exits with code 2.
+ * The `hpcbot` command. This module only declares the subcommands: each action imports the module it
+ * needs when it runs, so that `--help` or `status` never load octokit, express or the AWS SDK.
+ * Errors end in one line on stderr and exit code 2 (usage, bad config) or 1 (failure); see errors.ts.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
-import YAML from 'yaml';
-import {
-  ConfigError,
-  configErrorAt,
-  configPathFrom,
-  describeSecretsSources,
-  loadConfig,
-  secretEnvNames,
-  type Config,
-} from '../config/config.js';
-import { collectGarbage, formatGcReport, parseAge } from './gc.js';
-import { createLogger } from '../log.js';
-import { SAMPLE, sendSampleEvent } from '../ingest/sampleEvent.js';
-import { loadWebhookSecret } from '../config/secrets.js';
-import { startServer } from '../server.js';
-import { checkSite } from '../config/siteCheck.js';
-import { runPollerCommand } from '../poller.js';
-import { runVerifyCommand } from './verify.js';
+import { exitWithError, installProcessHandlers } from './errors.js';
 
+/** The one place the site.yaml path is decided: --config, else $HPCBOT_CONFIG, else config/site.yaml. */
 function configOption() {
-  return new Option('-c, --config <path>', 'site.yaml to use (default: $HPCBOT_CONFIG or config/site.yaml)');
+  return new Option('-c, --config <path>', 'site.yaml to use')
+    .env('HPCBOT_CONFIG')
+    .default('config/site.yaml');
 }
 
-function load(opts: { config?: string }): Config {
-  return loadConfig(configPathFrom(opts.config));
-}
-
-/** Load site.yaml and check it against this machine (secrets out of the jobs' reach, the job user). */
-async function loadChecked(opts: { config?: string }): Promise<{ config: Config; warnings: string[] }> {
-  const config = load(opts);
-  const { errors, warnings } = await checkSite(config);
-  if (errors.length > 0) throw configErrorAt(config, errors);
-  return { config, warnings };
-}
+/** How `start` runs its children: this same file, with the same node options (e.g. `--import tsx`). */
+const ENTRY = [...process.execArgv, fileURLToPath(import.meta.url)];
 
 const program = new Command()
   .name('hpcbot')
   .description('Builds and deploys HPC software stacks from pull requests')
-  .showHelpAfterError();
+  .exitOverride();
 
 program
   .command('server')
   .description('run the webhook endpoint (verifies and stores events, nothing else)')
   .addOption(configOption())
   .option('--insecure-skip-signature', 'DEVELOPMENT ONLY: accept unsigned deliveries')
-  .action(async (opts: { config?: string; insecureSkipSignature?: boolean }) => {
-    const { config } = await loadChecked(opts);
-    const logger = createLogger('server');
-    let secret: string | undefined;
-    if (opts.insecureSkipSignature) {
-      logger.warn(
-        '!!! --insecure-skip-signature: webhook signatures are NOT verified; never expose this port !!!',
-      );
-    } else {
-      const loaded = await loadWebhookSecret(config);
-      secret = loaded.secret;
-      logger.info(
-        { source: loaded.source },
-        loaded.generated
-          ? `generated a new webhook secret in ${loaded.source.replace(/^file /, '')}; enter it in the GitHub App settings`
-          : `webhook secret from ${loaded.source}`,
-      );
-    }
-    const server = await startServer({
-      config,
-      logger,
-      secret,
-      insecureSkipSignature: opts.insecureSkipSignature,
-    });
-    const addr = server.address();
-    const port = typeof addr === 'object' && addr ? addr.port : config.server.port;
-    logger.info(
-      `listening on http://${config.server.host}:${port}${config.server.webhook_path} (jobdirs ${config.jobdirs})`,
-    );
-    const stop = () => server.close(() => process.exit(0));
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
+  .action(async (opts: { config: string; insecureSkipSignature?: boolean }) => {
+    await (await import('./processes.js')).serverCommand(opts);
   });
 
 program
@@ -92,45 +39,29 @@ program
   .option('--once', 'run one tick, then exit')
   .option('--dir <path>', 'advance only this event or job directory, then exit')
   .option('--replay <path>', 'start a finished event over as a new run_NNN, then exit')
-  .action(async (opts: { config?: string; once?: boolean; dir?: string; replay?: string }) => {
-    const { config, warnings } = await loadChecked(opts);
-    const logger = createLogger('poller');
-    for (const w of warnings) logger.warn(w);
-    process.exitCode = await runPollerCommand(config, logger, opts);
-  });
+  // `start` prints the startup summary once, through its server; its poller stays quiet.
+  .addOption(new Option('--no-summary', 'do not print the startup summary').hideHelp())
+  .action(
+    async (opts: { config: string; once?: boolean; dir?: string; replay?: string; summary: boolean }) => {
+      process.exitCode = await (await import('./processes.js')).pollCommand(opts);
+    },
+  );
 
 program
   .command('start')
   .description('run the server and the poller together (two processes)')
   .addOption(configOption())
-  .action(async (opts: { config?: string }) => {
-    await loadChecked(opts); // fail fast, with exit code 2, before starting anything
-    const self = fileURLToPath(import.meta.url);
-    const extra = opts.config ? ['--config', opts.config] : [];
-    // Started as `node --import tsx src/cli/main.ts` the loader is in execArgv; started through
-    // bin/hpcbot.mjs it was registered in-process, so the children need it on their command line.
-    const loader = process.execArgv.length > 0 ? process.execArgv : ['--import', import.meta.resolve('tsx')];
-    let stopping = false;
-    const commands = ['server', 'poll'];
-    const children: ChildProcess[] = commands.map((cmd) =>
-      spawn(process.execPath, [...loader, self, cmd, ...extra], { stdio: 'inherit' }),
-    );
-    const stopAll = () => {
-      stopping = true;
-      children.forEach((c) => c.exitCode === null && c.signalCode === null && c.kill('SIGTERM'));
-    };
-    process.on('SIGTERM', stopAll);
-    process.on('SIGINT', stopAll);
-    for (const [i, child] of children.entries()) {
-      child.on('exit', (code, signal) => {
-        // A child that finished its work (exit 0) leaves the other running; one that failed or was
-        // killed takes the other down too, so that a supervisor restarts the pair.
-        if (code === 0 || stopping) return;
-        process.exitCode = code ?? 1;
-        stopAll();
-        if (signal) process.stderr.write(`hpcbot start: ${commands[i]} killed by ${signal}\n`);
-      });
-    }
+  .action(async (opts: { config: string }) => {
+    await (await import('./processes.js')).startCommand(opts, ENTRY);
+  });
+
+program
+  .command('status')
+  .description('what the bot is doing, from jobdirs alone: processes, queue, jobs, failures, deliveries')
+  .addOption(configOption())
+  .option('--json', 'print the status as JSON')
+  .action(async (opts: { config: string; json?: boolean }) => {
+    await (await import('./status.js')).statusCommand(opts);
   });
 
 program
@@ -142,7 +73,7 @@ program
   .option('--namespace <ns>', 'signature namespace (default: the instance named in the provenance)')
   .action(
     async (artefact: string, opts: { allowedSigners: string; provenance?: string; namespace?: string }) => {
-      process.exitCode = await runVerifyCommand({ artefact, ...opts });
+      process.exitCode = await (await import('./verify.js')).runVerifyCommand({ artefact, ...opts });
     },
   );
 
@@ -154,11 +85,8 @@ program
   .addOption(configOption())
   .requiredOption('--older-than <age>', 'age such as 30d, 12h or 90m')
   .option('--dry-run', 'only print what would be removed and freed, per category')
-  .action(async (opts: { config?: string; olderThan: string; dryRun?: boolean }) => {
-    const config = load(opts);
-    const dryRun = opts.dryRun === true;
-    const result = await collectGarbage(config, parseAge(opts.olderThan), dryRun);
-    process.stdout.write(formatGcReport(result, dryRun));
+  .action(async (opts: { config: string; olderThan: string; dryRun?: boolean }) => {
+    await (await import('./gc.js')).gcCommand(opts);
   });
 
 program
@@ -168,59 +96,46 @@ program
   )
   .addOption(configOption())
   .option('--comment <text>', 'the comment to send', 'bot: build for:arch=x86_64/generic')
-  .action(async (opts: { config?: string; comment: string }) => {
-    const config = load(opts);
-    const { status, body } = await sendSampleEvent(config, opts.comment);
-    process.stdout.write(`server answered ${status} ${body}\n`);
-    const store = path.join(config.jobdirs, 'dry-run', SAMPLE.owner, SAMPLE.repo, `issue_${SAMPLE.pr}`);
-    process.stdout.write(`the bot's comments appear in ${store}/ within a few seconds\n`);
-    process.stdout.write(
-      `job directories: ${path.join(config.jobdirs, '<YYYY.MM>', SAMPLE.owner, SAMPLE.repo, `pr_${SAMPLE.pr}`)}/\n`,
-    );
-    if (status >= 300) process.exitCode = 1;
+  .action(async (opts: { config: string; comment: string }) => {
+    process.exitCode = await (await import('./sampleEvent.js')).sampleEventCommand(opts);
   });
 
 const configCmd = program.command('config').description('site.yaml tools');
+
 configCmd
   .command('check')
-  .description('validate site.yaml and print the effective config (secrets are never in it)')
+  .description('validate site.yaml against this machine and print the effective config (never a secret)')
   .addOption(configOption())
-  .action(async (opts: { config?: string }) => {
-    const config = load(opts);
-    const { errors, warnings } = await checkSite(config);
-    if (errors.length > 0) throw configErrorAt(config, errors);
-    for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
-    const effective = redactSecretValues({ ...config, secrets: describeSecretsSources(config) }, config);
-    process.stdout.write(`# ${config.source}: OK\n`);
-    process.stdout.write(redactSecretValues(YAML.stringify(effective), config));
+  .option('--online', 'also try GitHub authentication, the upload target and the scheduler')
+  .action(async (opts: { config: string; online?: boolean }) => {
+    await (await import('./configCheck.js')).configCheckCommand(opts);
   });
 
-/**
- * Second fence for `config check`: site.yaml never holds a secret, but if a value in it happens to
- * contain the value of a secret env var (a pasted secret), it must still not reach a terminal or a
- * CI log. Strings are redacted in the object (so the YAML stays valid), then the text once more.
- */
-function redactSecretValues<T>(value: T, config: Config): T {
-  const secrets = secretEnvNames(config)
-    .map((name) => process.env[name])
-    .filter((v): v is string => Boolean(v));
-  const redact = (s: string) => secrets.reduce((out, secret) => out.split(secret).join('[redacted]'), s);
-  const walk = (v: unknown): unknown => {
-    if (typeof v === 'string') return redact(v);
-    if (Array.isArray(v)) return v.map(walk);
-    if (v && typeof v === 'object')
-      return Object.fromEntries(Object.entries(v).map(([k, x]) => [redact(k), walk(x)]));
-    return v;
-  };
-  return walk(value) as T;
-}
+// `hpcbot deploy ...` commands are registered here, one block each.
+const deployCmd = program.command('deploy').description('deploy records');
+
+deployCmd
+  .command('forget')
+  .description('remove the deploy records of a PR, so that deploy.policy once uploads them again')
+  .argument('<pr>', 'the pull request number')
+  .addOption(configOption())
+  .option('--repo <owner/name>', 'the repository (default: the only one with deploy records for the PR)')
+  .option('--target <target>', 'only this target: <node_type>/<repo_id> or the for: architecture')
+  .action(async (pr: string, opts: { config?: string; repo?: string; target?: string }) => {
+    await (await import('./deployForget.js')).deployForgetCommand(pr, opts);
+  });
+
+/** The subcommand that is running, e.g. "config check", for error messages. */
+let running = '';
+program.hook('preAction', (_program, action) => {
+  const names: string[] = [];
+  for (let c: Command | null = action; c && c !== program; c = c.parent) names.unshift(c.name());
+  running = names.join(' ');
+});
+installProcessHandlers(() => running);
 
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`${err.message}\n`);
-    process.exit(2);
-  }
-  throw err;
+  exitWithError(err, running);
 }

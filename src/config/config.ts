@@ -3,10 +3,12 @@
  * Every error names the file, the line and the key path; unknown keys are errors.
  * Secrets never live in this file: it names the environment variables or files that hold them.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LineCounter, parseDocument, isMap, isNode, isScalar, isSeq, type Document } from 'yaml';
+import { validateDetailed as validateCron } from 'node-cron';
 import { z } from 'zod';
 import { parseLabelBuildCommand } from '../domain/commands.js';
 import { prefixTemplateProblem } from '../adapters/uploaders/paths.js';
@@ -57,6 +59,38 @@ const prefixTemplate = z.string().superRefine((value, ctx) => {
 /** One value for all repositories, or a map repo_id → value (a repo_id missing from the map is not uploaded). */
 const perRepo = <T extends z.ZodType<string>>(value: T) => z.union([value, z.record(repoIdKey, value)]);
 
+const PER_REPO_KEYS = ['bucket', 'endpoint_url', 'artefact_prefix', 'metadata_prefix'] as const;
+
+/** Pure: the repo_ids some per-repo map of the uploader has and another lacks (those are never uploaded). */
+function perRepoGaps(
+  u: Partial<Record<(typeof PER_REPO_KEYS)[number], string | Record<string, string>>>,
+): Array<{ key: string; repoId: string; from: string }> {
+  const maps = PER_REPO_KEYS.flatMap((key) => {
+    const v = u[key];
+    return v !== undefined && typeof v !== 'string' ? [{ key, ids: Object.keys(v) }] : [];
+  });
+  return maps.flatMap((m) =>
+    maps.flatMap((other) =>
+      other.ids
+        .filter((id) => !m.ids.includes(id))
+        .map((repoId) => ({ key: m.key, repoId, from: other.key })),
+    ),
+  );
+}
+
+/** node-cron's syntax, checked here so that a bad schedule is a config error with its line, not a throw at start. */
+const cronExpression = z.string().superRefine((value, ctx) => {
+  const problem = validateCron(value).errors[0];
+  if (!problem) return;
+  const what =
+    problem.field === 'expression' ? problem.message : `bad ${problem.field} field "${problem.value}"`;
+  ctx.addIssue({
+    code: 'custom',
+    message: `invalid cron expression (${what}): write 5 fields (minute hour day month weekday) or 6 with seconds first`,
+    input: value,
+  });
+});
+
 const deploySchema = z.strictObject({
   /** Which successful jobs `bot: deploy` uploads: every one, the latest per artefact, only once, or none. */
   policy: z.enum(['all', 'latest', 'once', 'none']).default('once'),
@@ -77,9 +111,21 @@ const deploySchema = z.strictObject({
     .prefault({})
     .superRefine((u, ctx) => {
       if (u.kind === 's3' && u.bucket === undefined)
-        ctx.addIssue({ code: 'custom', path: ['bucket'], message: 'required (string) for kind s3' });
+        ctx.addIssue({ code: 'custom', path: ['bucket'], message: 'required for kind s3', input: undefined });
       if (u.kind === 'script' && u.script === undefined)
-        ctx.addIssue({ code: 'custom', path: ['script'], message: 'required (string) for kind script' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['script'],
+          message: 'required for kind script',
+          input: undefined,
+        });
+      for (const gap of perRepoGaps(u))
+        ctx.addIssue({
+          code: 'custom',
+          path: [gap.key],
+          message: `has no entry for ${gap.repoId}, which ${gap.from} has; add one (a repo_id missing from one of these maps is never uploaded)`,
+          input: undefined,
+        });
     }),
   signing: z
     .strictObject({
@@ -117,16 +163,36 @@ export const siteSchema = z.strictObject({
       /** The bot's own login, whose comments are never parsed as commands. */
       bot_login: z.string().optional(),
     })
+    .superRefine((gh, ctx) => {
+      if ((gh.app_id === undefined) === (gh.private_key_file === undefined)) return;
+      const [missing, given] =
+        gh.app_id === undefined ? ['app_id', 'private_key_file'] : ['private_key_file', 'app_id'];
+      ctx.addIssue({
+        code: 'custom',
+        path: [missing],
+        message: `required with github.${given}: a GitHub App needs both (or use github.token_env instead)`,
+        input: undefined,
+      });
+    })
     .prefault({}),
   poller: z
     .strictObject({
-      schedule: z.string().default('*/10 * * * * *'),
+      schedule: cronExpression.default('*/10 * * * * *'),
       max_attempts: z.number().int().positive().default(10),
       concurrency: z.number().int().min(1).max(32).default(4),
       max_replies_per_tick: z.number().int().positive().default(20),
     })
     .prefault({}),
   chatlevel: z.enum(CHATLEVELS).default('basic'),
+  /** Where jobs are reported in the PR. */
+  reporting: z
+    .strictObject({
+      /** A check run per job on the PR's head commit (commit statuses with a personal token). */
+      checks: z.boolean().default(true),
+      /** `per_job`: the EESSI-style job comment; `none`: no job comments (replies to commands stay). */
+      comments: z.enum(['per_job', 'none']).default('per_job'),
+    })
+    .prefault({}),
   permissions: z
     .strictObject({
       command: z.array(login).default([]),
@@ -198,6 +264,8 @@ export type SiteConfig = z.infer<typeof siteSchema>;
 /** The validated config plus where it came from; paths are absolute. */
 export interface Config extends SiteConfig {
   source: string;
+  /** sha256 (hex) of the site.yaml text this config was parsed from; jobs record it. */
+  digest?: string;
 }
 
 export interface ConfigProblem {
@@ -258,7 +326,11 @@ export function parseConfig(text: string, file: string): Config {
         .sort((a, b) => (a.line ?? 0) - (b.line ?? 0)), // in file order
     );
   }
-  return resolvePaths({ ...result.data, source: path.resolve(file) });
+  return resolvePaths({ ...result.data, source: path.resolve(file), digest: configDigest(text) });
+}
+
+export function configDigest(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
 }
 
 /**

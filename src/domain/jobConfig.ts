@@ -12,7 +12,7 @@ import { parseIni, renderIni, type IniSections } from './ini.js';
 import type { BuildTarget } from './targets.js';
 
 /** Repo ids that need no repos.cfg section: the repository inside the build container. */
-const BUILTIN_REPOS = new Set(['EESSI', 'EESSI-pilot']);
+export const BUILTIN_REPOS: ReadonlySet<string> = new Set(['EESSI', 'EESSI-pilot']);
 
 export class JobConfigError extends Error {}
 

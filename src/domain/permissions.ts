@@ -2,7 +2,7 @@
  * Who may do what. `permissions.command|build|deploy` list logins and `org/team` slugs; an empty list
  * means nobody (the safe default). Logins compare case-insensitively, as GitHub's do.
  */
-import type { GitHubApi, RepoRef } from '../adapters/github.js';
+import type { GitHubApi, RepoRef } from '../adapters/github/index.js';
 
 export type Permission = 'command' | 'build' | 'deploy';
 

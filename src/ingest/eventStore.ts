@@ -2,17 +2,19 @@
  * Turning a verified delivery into an event file. Pure classification (`classifyEvent`) plus the
  * durable, exactly-once write (`storeEvent`). This is all the webhook server does with a delivery.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import {
-  createFileExclusive,
-  createSyncedFile,
+  createFileExclusiveSync,
+  createNewFileSync,
   exists,
   fsyncDir,
+  fsyncDirSync,
   isTempName,
-  mkdirDurable,
-  publishDir,
+  mkdirDurableSync,
+  publishDirSync,
   tempName,
+  type SyncOption,
 } from '../store/fsutil.js';
 import { crashPoint } from '../store/crashPoint.js';
 import {
@@ -81,7 +83,7 @@ export interface IncomingEvent {
   delivery: string;
   event: string;
   /** The verified raw body; it is embedded byte for byte as `payload`. */
-  rawBody: string;
+  rawBody: string | Buffer;
   action: string | null;
   installationId: number | null;
   /** X-GitHub-* headers only. */
@@ -111,54 +113,84 @@ export function incomingDir(jobdirs: JobDirs): string {
   return path.join(jobdirs.root, INCOMING_DIR);
 }
 
+/** An event ready to be written: what the server journals and then builds an event dir from. */
+export interface EventRecord {
+  delivery: string;
+  /** The event dir, relative to jobdirs. */
+  eventDir: string;
+  /** The bytes of its event.json, in parts (the payload is the request's own buffer, not a copy). */
+  content: Buffer[];
+}
+
+export function contentLength(rec: EventRecord): number {
+  return rec.content.reduce((n, part) => n + part.length, 0);
+}
+
+export function eventRecord(jobdirs: JobDirs, ev: IncomingEvent): EventRecord {
+  const eventDir = jobdirs.eventDir(ev.receivedAt, ev.owner, ev.repo, ev.scope, ev.delivery);
+  return { delivery: ev.delivery, eventDir: jobdirs.relative(eventDir), content: renderEventFile(ev) };
+}
+
 /**
- * Store an event exactly once per delivery id, durably, before the caller acknowledges it.
- *
- * 1. Stage the event dir: `.incoming/.tmp-*` /event.json, written and synced, dir synced.
- * 2. Meanwhile claim the delivery id: exclusive create of deliveries/<id>, naming the event dir.
- *    An existing claim (a redelivery) names the dir to use, even if it is in an earlier month.
- * 3. Move the staged dir into place with rename(2); it fails if that event dir exists already.
- * 4. Add the dir to the pending-work index (a hard link to the claim, which holds the same text).
- *
- * So an event dir appears complete or not at all, and never holds a temp file. A redelivery whose
- * claim exists finishes steps 3-4 if an earlier attempt crashed midway, so a crash loses nothing; if
- * the event dir already exists it is left untouched and `duplicate` is returned. Everything this
- * relies on is synced before it returns, in both cases.
+ * Store an event exactly once per delivery id, durably, and add it to the pending-work index: the
+ * in-process way (tests, tools). The server journals deliveries first and builds their event dirs
+ * afterwards (src/ingest/ingest.ts).
  */
 export async function storeEvent(
   jobdirs: JobDirs,
   ev: IncomingEvent,
 ): Promise<{ duplicate: boolean; eventDir: string }> {
-  const claim = path.join(jobdirs.deliveriesDir, ev.delivery);
-  let eventDir = jobdirs.eventDir(ev.receivedAt, ev.owner, ev.repo, ev.scope, ev.delivery);
-  const staging = stageEventDir(incomingDir(jobdirs), renderEventFile(ev));
-  staging.catch(() => undefined); // awaited below; do not let an early throw leave it unhandled
+  const built = buildEventDir(jobdirs, eventRecord(jobdirs, ev));
+  await enqueueEventDir(jobdirs, built.claim, built.eventDir);
+  crashPoint('store-queued');
+  return { duplicate: !built.published, eventDir: built.eventDir };
+}
+
+export interface BuiltEvent {
+  /** False if the event dir was there already (left untouched). */
+  published: boolean;
+  eventDir: string;
+  claim: string;
+}
+
+/**
+ * Put an event dir and its delivery claim in place, exactly once per delivery id:
+ *
+ * 1. Stage the event dir: `.incoming/.tmp-*` /event.json.
+ * 2. Claim the delivery id: exclusive create of deliveries/<id>, naming the event dir. An existing
+ *    claim (a redelivery) names the dir to use, even if it is in an earlier month.
+ * 3. Move the staged dir into place with rename(2); it fails if that event dir exists already.
+ *
+ * So an event dir appears complete or not at all, and never holds a temp file. A redelivery whose
+ * claim exists finishes step 3 if an earlier attempt crashed midway; if the event dir already exists
+ * it is left untouched and `published` is false. Everything is synced before it returns, unless
+ * `sync: false` (the caller syncs the filesystem before it relies on the result). Synchronous: the
+ * server runs it between requests, where a threadpool round trip per step would cost more CPU.
+ */
+export function buildEventDir(jobdirs: JobDirs, rec: EventRecord, opts: SyncOption = {}): BuiltEvent {
+  const claim = path.join(jobdirs.deliveriesDir, rec.delivery);
+  const staged = stageEventDir(incomingDir(jobdirs), rec.content, opts);
+  let eventDir = jobdirs.resolve(rec.eventDir);
   let published = false;
   try {
-    const claimed = await createFileExclusive(claim, jobdirs.relative(eventDir) + '\n');
-    if (!claimed) eventDir = jobdirs.resolve((await fs.readFile(claim, 'utf8')).trim());
-    const staged = await staging;
+    if (!createFileExclusiveSync(claim, rec.eventDir + '\n', opts)) {
+      eventDir = jobdirs.resolve(readFileSync(claim, 'utf8').trim());
+    }
     crashPoint('store-claimed');
-    published = await publishDir(staged, eventDir);
+    published = publishDirSync(staged, eventDir, opts);
     crashPoint('store-published');
   } finally {
-    if (!published) {
-      const staged = await staging.catch(() => undefined);
-      if (staged) await fs.rm(staged, { recursive: true, force: true });
-    }
+    if (!published) rmSync(staged, { recursive: true, force: true });
   }
-  await enqueueEventDir(jobdirs, claim, eventDir);
-  crashPoint('store-queued');
-  return { duplicate: !published, eventDir };
+  return { published, eventDir, claim };
 }
 
 /**
  * Add the event dir to the pending-work index. A queue entry holds the same text as the claim (the
- * dir relative to jobdirs), so it is made a hard link to the claim's synced file: one synced file
- * per delivery instead of two, which is most of the ingest throughput. Falls back to
- * `JobDirs.enqueue` if the link cannot be made.
+ * dir relative to jobdirs), so it is made a hard link to the claim: one file per delivery instead of
+ * two. Falls back to `JobDirs.enqueue` if the link cannot be made.
  */
-async function enqueueEventDir(jobdirs: JobDirs, claim: string, eventDir: string): Promise<void> {
+export async function enqueueEventDir(jobdirs: JobDirs, claim: string, eventDir: string): Promise<void> {
   const entry = jobdirs.queueEntryPath(eventDir);
   try {
     await fs.link(claim, entry);
@@ -171,24 +203,26 @@ async function enqueueEventDir(jobdirs: JobDirs, claim: string, eventDir: string
   await fsyncDir(jobdirs.queueDir);
 }
 
-/** A private directory holding a synced event file; the directory is synced too. */
-async function stageEventDir(incoming: string, content: string): Promise<string> {
+/** A private directory holding an event file (synced, dir included, unless `sync: false`). */
+function stageEventDir(incoming: string, content: Buffer[], opts: SyncOption): string {
   const dir = path.join(incoming, tempName());
   try {
-    await fs.mkdir(dir);
+    mkdirSync(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    await mkdirDurable(incoming);
-    await fs.mkdir(dir);
+    mkdirDurableSync(incoming, opts);
+    mkdirSync(dir);
   }
   crashPoint('store-staging');
-  await createSyncedFile(path.join(dir, EVENT_FILE), content);
-  await fsyncDir(dir);
+  createNewFileSync(path.join(dir, EVENT_FILE), content, opts);
+  if (opts.sync !== false) fsyncDirSync(dir);
   return dir;
 }
 
+const EVENT_FILE_END = Buffer.from('}\n');
+
 /** The event file, with the raw body spliced in as `payload` so it is stored exactly as GitHub sent it. */
-export function renderEventFile(ev: IncomingEvent): string {
+export function renderEventFile(ev: IncomingEvent): Buffer[] {
   const head = JSON.stringify({
     delivery: ev.delivery,
     event: ev.event,
@@ -197,7 +231,8 @@ export function renderEventFile(ev: IncomingEvent): string {
     installation_id: ev.installationId,
     headers: ev.headers,
   });
-  return `${head.slice(0, -1)},"payload":${ev.rawBody}}\n`;
+  const body = typeof ev.rawBody === 'string' ? Buffer.from(ev.rawBody) : ev.rawBody;
+  return [Buffer.from(`${head.slice(0, -1)},"payload":`), body, EVENT_FILE_END];
 }
 
 export async function readEventFile(eventDir: string): Promise<StoredEvent> {

@@ -12,7 +12,7 @@ import path from 'node:path';
 import type { Config } from '../config/config.js';
 import { exists, writeFileAtomic } from '../store/fsutil.js';
 import { git } from '../adapters/git.js';
-import type { PullRequestInfo } from '../adapters/github.js';
+import type { PullRequestInfo } from '../adapters/github/index.js';
 import { loadWebhookSecret } from '../config/secrets.js';
 
 export const SAMPLE = {

@@ -13,6 +13,7 @@ import { newState, readState, writeState } from '../store/state.js';
 import type { BuildTarget } from '../domain/targets.js';
 import type { PullRequestRef, WorkDir } from './context.js';
 import { cancelJob, prJobs, type PrJob } from './job.js';
+import { jobFields, prName, targetName } from '../log.js';
 import type { EventData } from './event.js';
 
 export interface PreparedJob {
@@ -71,6 +72,10 @@ export async function createBuildRun(
       if (overlapping.length > 0) {
         const policy = config.build.on_overlap;
         if (policy === 'refuse') {
+          work.deps.logger.info(
+            { pr: prName(pr), target: targetName(target), active: jobdirs.relative(overlapping[0]!) },
+            'job not prepared: a job of the same target is active (build.on_overlap: refuse)',
+          );
           jobs.push({ target, overlap: { dir: overlapping[0]!, action: 'refused because of' } });
           continue;
         }
@@ -94,11 +99,16 @@ export async function createBuildRun(
         target,
         exportVariables,
         backend: config.backend.kind,
+        ...(config.digest ? { config_digest: config.digest } : {}),
         submit_id: randomUUID(),
         rows: [],
         ...(waitFor.length ? { wait_for: waitFor } : {}),
       };
       await writeState(dir, newState('job', 'prepared', data, now()));
+      work.deps.logger.info(
+        { ...jobFields(data), dir: jobdirs.relative(dir), ...(overlap ? { overlap: overlap.action } : {}) },
+        'job prepared',
+      );
     }
     await jobdirs.enqueue(dir);
     jobs.push({ dir, target, ...(overlap ? { overlap } : {}) });

@@ -19,6 +19,7 @@ import { FINAL_STAGES, readState, transition } from '../store/state.js';
 import type { EventHandler } from './event.js';
 import { cancelJob, prJobs } from './job.js';
 import type { PullRequestRef, StageDeps } from './context.js';
+import { prName } from '../log.js';
 
 export function trashDir(deps: StageDeps): string {
   return deps.config.cleanup.trash_dir ?? path.join(deps.jobdirs.root, 'trash');
@@ -149,6 +150,12 @@ export const handleClosed: EventHandler = async (ctx) => {
   await deps.jobdirs.dequeue(ctx.work.dir);
   await moveToTrash(deps, ctx.work.dir, day, ctx.pr);
   for (const prDir of prDirs) await removeIfEmpty(prDir);
+  deps.logger.info(
+    { pr: prName(ctx.pr), events: events.length + 1, trash: path.join(trashDir(deps), day) },
+    self.merged
+      ? 'PR merged: its directories went to the trash'
+      : 'PR closed: its directories went to the trash',
+  );
   return { finalized: true };
 };
 

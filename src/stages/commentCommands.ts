@@ -19,6 +19,7 @@ import { help } from './commands/help.js';
 import { showConfig } from './commands/showConfig.js';
 import { status } from './commands/status.js';
 import type { CommandHandler } from './commands/types.js';
+import { prName } from '../log.js';
 
 const COMMAND_HANDLERS: Record<CommandName, CommandHandler> = {
   help,
@@ -64,6 +65,10 @@ export const handleCommentCommands: EventHandler = async (ctx) => {
     const denial = await claimDenialReply(ctx.work, ctx.pr, sender);
     if (!denial.claimed)
       return { ignored: `${sender} may not send commands and was told so at ${denial.told.at}` };
+    ctx.work.deps.logger.info(
+      { pr: prName(ctx.pr), sender, commands: commands.map((c) => c.line) },
+      'commands refused: the sender may not send commands',
+    );
     await ctx.work.postComment(
       ctx.pr,
       replyKey,
@@ -94,9 +99,16 @@ async function runCommand(
   key: string,
   sender: string,
 ): Promise<CommandOutcome> {
-  if (!cmd.ok) return { line: cmd.line, result: renderSyntaxError(cmd.error, cmd.syntax) };
+  if (!cmd.ok) {
+    ctx.work.deps.logger.info(
+      { pr: prName(ctx.pr), sender, command: cmd.line, error: cmd.error },
+      'command not understood',
+    );
+    return { line: cmd.line, result: renderSyntaxError(cmd.error, cmd.syntax) };
+  }
   const saved = (ctx.work.state.data.results as Record<string, string> | undefined)?.[key];
   if (saved !== undefined) return { line: cmd.line, expanded: cmd.expanded, result: saved };
+  ctx.work.deps.logger.info({ pr: prName(ctx.pr), sender, command: cmd.line }, 'command received');
   const result = await COMMAND_HANDLERS[cmd.name]({ ...ctx, sender, args: cmd.args, key });
   await ctx.work.update((s) => ({
     ...s,

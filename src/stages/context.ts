@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Chatlevel, Config } from '../config/config.js';
 import { CHATLEVELS } from '../config/config.js';
-import type { GitHubApi, RepoRef } from '../adapters/github.js';
+import type { GitHubApi, RepoRef } from '../adapters/github/index.js';
 import type { JobDirs } from '../store/jobdirs.js';
 import type { Backend } from '../adapters/schedulers/types.js';
 import type { JobAccount } from '../adapters/jobUser.js';

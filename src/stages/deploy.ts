@@ -4,16 +4,22 @@
  *
  * - Refused while a build of the PR is active; artefacts built from an older head are not uploaded.
  * - `deploy.policy`: `all` (every successful job), `latest` (per build target, the newest job), `once`
- *   (never a target twice; recorded in `jobdirs/uploads/<owner>/<repo>/pr_<N>/`), or `none`.
+ *   (never a target twice; recorded in `jobdirs/uploads/<owner>/<repo>/pr_<N>/`, see
+ *   src/store/deployRecords.ts; `hpcbot deploy forget` removes a record), or `none`.
  * - The upload log entry is created as an intent before the upload, so a re-run after a crash
  *   finishes that upload instead of starting another target's; uploads themselves are idempotent.
  * - A re-run of the same deploy (after a crash) reports what it had already uploaded as uploaded.
  * - Artefacts are read from the job's work tree only as plain files (no links); see deployArtefact.
  * - Every artefact gets an `uploaded` or `not uploaded` row in its job's comment.
  */
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { createFileExclusive, mkdirDurable, readJsonIfExists, writeFileAtomic } from '../store/fsutil.js';
+import {
+  deployRecordFile,
+  deployRecordsDir,
+  type DeployOutcome as Outcome,
+  type DeployRecord,
+} from '../store/deployRecords.js';
 import { ACTIVE_JOB_STAGES, addRow, type JobData } from '../store/job.js';
 import { formatRowDate } from '../domain/jobComment.js';
 import { codeSpan } from '../domain/markdown.js';
@@ -24,17 +30,7 @@ import { workTreeOf } from '../store/workTree.js';
 import { buildTargetKey } from '../domain/targets.js';
 import type { EventContext } from './event.js';
 import { prJobs, type PrJob } from './job.js';
-
-interface UploadLogEntry {
-  target: string;
-  job_dir: string;
-  /** The deploy that wrote the entry: `<event dir>#<generation>`. */
-  deploy?: string;
-  status: 'uploading' | 'uploaded';
-  at: string;
-  /** With `uploaded`: what that deploy reported, so a re-run of the same deploy reports it again. */
-  outcomes?: Outcome[];
-}
+import { jobFields } from '../log.js';
 
 /**
  * `<jobdir>/deploy/`: what deploy writes for a job (signatures, provenance, metadata). It is in the job
@@ -94,6 +90,10 @@ export async function startDeploy(ctx: EventContext, sender: string): Promise<st
       job,
       job.state.data.result!.artefacts.map((a) => ({ artefact: a, uploaded: false, text: reason })),
     );
+    ctx.work.deps.logger.info(
+      { ...jobFields(job.state.data), artefacts: job.state.data.result!.artefacts, detail: reason },
+      'artefacts not deployed',
+    );
     lines.push(`- ${codeSpan(jobdirs.relative(job.dir))}: not deployed, ${reason}`);
   }
   const current = selectJobs(
@@ -104,16 +104,15 @@ export async function startDeploy(ctx: EventContext, sender: string): Promise<st
   for (const job of current) {
     const outcomes = await deployJob(ctx, job, policy, uploader);
     await addDeployRows(ctx, job, outcomes);
-    for (const o of outcomes)
+    for (const o of outcomes) {
+      ctx.work.deps.logger.info(
+        { ...jobFields(job.state.data), artefact: o.artefact, detail: o.text },
+        o.uploaded ? 'artefact deployed' : 'artefact not deployed',
+      );
       lines.push(`- ${codeSpan(o.artefact)}: ${o.uploaded ? 'uploaded' : 'not uploaded'} (${o.text})`);
+    }
   }
   return [`deploy with policy \`${policy}\` on instance ${codeSpan(config.instance)}:`, ...lines].join('\n');
-}
-
-interface Outcome {
-  artefact: string;
-  uploaded: boolean;
-  text: string;
 }
 
 async function deployJob(
@@ -124,14 +123,11 @@ async function deployJob(
 ): Promise<Outcome[]> {
   const { config, jobdirs, now } = ctx.work.deps;
   const d = job.state.data;
-  const logDir = path.join(jobdirs.root, 'uploads', d.pr.owner, d.pr.repo, `pr_${d.pr.number}`);
-  const logFile = path.join(
-    logDir,
-    `${createHash('sha256').update(targetKey(d)).digest('hex').slice(0, 32)}.json`,
-  );
+  const logDir = deployRecordsDir(jobdirs.root, d.pr.owner, d.pr.repo, d.pr.number);
+  const logFile = deployRecordFile(logDir, targetKey(d));
   const rel = jobdirs.relative(job.dir);
   await mkdirDurable(logDir);
-  const intent: UploadLogEntry = {
+  const intent: DeployRecord = {
     target: targetKey(d),
     job_dir: rel,
     deploy: `${jobdirs.relative(ctx.work.dir)}#${ctx.gen}`,
@@ -139,7 +135,7 @@ async function deployJob(
     at: now().toISOString(),
   };
   if (!(await createFileExclusive(logFile, JSON.stringify(intent) + '\n'))) {
-    const logged = await readJsonIfExists<UploadLogEntry>(logFile);
+    const logged = await readJsonIfExists<DeployRecord>(logFile);
     // This very deploy uploaded the job before it was interrupted (at a later job): its own success.
     if (ownUpload(logged, intent)) return logged.outcomes;
     if (policy === 'once' && logged?.status === 'uploaded') {
@@ -177,9 +173,9 @@ async function deployJob(
 
 /** Pure: the log entry records that the deploy of `intent` already uploaded this same job. */
 function ownUpload(
-  logged: UploadLogEntry | undefined,
-  intent: UploadLogEntry,
-): logged is UploadLogEntry & { outcomes: Outcome[] } {
+  logged: DeployRecord | undefined,
+  intent: DeployRecord,
+): logged is DeployRecord & { outcomes: Outcome[] } {
   return (
     logged?.status === 'uploaded' &&
     logged.deploy === intent.deploy &&

@@ -4,7 +4,7 @@
  * crash, because every effect they have is keyed (see WorkDir).
  */
 import { readEventFile, type StoredEvent } from '../ingest/eventStore.js';
-import type { RepoRef } from '../adapters/github.js';
+import type { RepoRef } from '../adapters/github/index.js';
 import { transition } from '../store/state.js';
 import type { PullRequestRef, WorkDir } from './context.js';
 import { handleCommentCommands } from './commentCommands.js';

@@ -1,13 +1,15 @@
 /**
- * The life of one build job, one stage per tick:
+ * The life of one build job. The stages that wait on nothing outside run in one go (the poller chains
+ * them: checkout, sbatch, release); the rest move when the scheduler's answer changes:
  *
  *   prepared ──checkout──▶ submitting ──sbatch──▶ submitted ──release──▶ released ──▶ running ──▶ finished
  *        │                     │                                                  └──▶ lost (missing N ticks)
  *        └──▶ failed (checkout)└──▶ cancelled (cancel before submission)
  *
- * Exactly-once submission: the unique submit id is in the state before sbatch is called; the
- * `submitting` stage always asks the backend for that id first, so a crash right after sbatch
- * (before the job id was saved) finds the job instead of submitting a second one.
+ * Exactly-once submission: the unique submit id is in the state before sbatch is called, and so is
+ * a count of sbatch attempts; a job with an earlier attempt asks the backend for that id first, so a
+ * crash right after sbatch (before the job id was saved) finds the job instead of submitting a
+ * second one. The job comment is not part of any stage: see publishJob.
  */
 import path from 'node:path';
 import type { JobObservation } from '../adapters/schedulers/types.js';
@@ -23,6 +25,8 @@ import { instanceJobName } from '../adapters/schedulers/index.js';
 import { jobScriptPath } from '../adapters/jobScripts.js';
 import { openWorkTree, sealWorkTree, workTreeOf } from '../store/workTree.js';
 import type { PullRequestRef, StageDeps, WorkDir } from './context.js';
+import { syncCheck } from './jobCheck.js';
+import { jobFields } from '../log.js';
 
 export const JOB_COMMENT_KEY = 'job';
 
@@ -45,7 +49,7 @@ export async function advanceJob(
     (work.state.stage === 'prepared' || (work.state.stage === 'submitting' && !data.job_id))
   ) {
     const found =
-      work.state.stage === 'submitting'
+      work.state.stage === 'submitting' && data.submit_attempts !== 0
         ? await work.deps.backend.findBySubmitId(data.submit_id, workTreeOf(work.dir))
         : undefined;
     if (!found) {
@@ -70,8 +74,7 @@ export async function advanceJob(
     case 'running':
       return await follow(work, observations);
     default:
-      // Final stages only get an existing comment brought up to date (a stale note, deploy rows).
-      if (work.state.comments[JOB_COMMENT_KEY]?.id !== undefined) await syncComment(work);
+    // Final stages only get their comment brought up to date (a stale note, deploy rows): publishJob.
   }
 }
 
@@ -84,7 +87,7 @@ async function checkout(work: JobWork): Promise<void> {
     const shas = await prepareJobCheckout(work);
     await work.update((s) =>
       transition(
-        { ...s, data: { ...s.data, ...shas } },
+        { ...s, data: { ...s.data, ...shas, submit_attempts: 0 } },
         'submitting',
         work.deps.now(),
         `merge ${shas.merge_sha}`,
@@ -107,6 +110,10 @@ async function checkout(work: JobWork): Promise<void> {
         err.message,
       ),
     );
+    work.deps.logger.info(
+      { ...jobFields(work.state.data), outcome: 'failed', err: err.message },
+      'job finished: its checkout failed',
+    );
     await work.deps.jobdirs.dequeue(work.dir);
   }
 }
@@ -114,9 +121,19 @@ async function checkout(work: JobWork): Promise<void> {
 async function submit(work: JobWork): Promise<void> {
   const { backend, config } = work.deps;
   const data = work.state.data;
-  let jobId = data.job_id ?? (await backend.findBySubmitId(data.submit_id, workTreeOf(work.dir)));
+  // Only a job whose earlier sbatch may have gone through (a crash before its id was saved) needs
+  // a look-up first; a first submission goes straight to sbatch.
+  let jobId =
+    data.job_id ??
+    (data.submit_attempts !== 0
+      ? await backend.findBySubmitId(data.submit_id, workTreeOf(work.dir))
+      : undefined);
   if (!jobId) {
     await openWorkTree(work.dir, await work.deps.account.user());
+    await work.update((s) => ({
+      ...s,
+      data: { ...s.data, submit_attempts: (s.data.submit_attempts ?? 0) + 1 },
+    }));
     const submitted = await backend.submit({
       workTree: workTreeOf(work.dir),
       script: jobScriptPath(work.deps.config),
@@ -147,13 +164,10 @@ async function submit(work: JobWork): Promise<void> {
       `job ${id}`,
     ),
   );
-  await syncComment(work);
-  await writeMetadataFiles(work);
+  work.deps.logger.info(jobFields(work.state.data), 'job submitted');
 }
 
 async function release(work: JobWork): Promise<void> {
-  await syncComment(work);
-  await writeMetadataFiles(work);
   const { backend, config } = work.deps;
   const jobId = work.state.data.job_id!;
   const holdRelease = submitsHeld(config);
@@ -176,7 +190,6 @@ async function release(work: JobWork): Promise<void> {
       work.deps.now(),
     ),
   );
-  await syncComment(work);
 }
 
 async function follow(work: JobWork, observations: Map<string, JobObservation> | undefined): Promise<void> {
@@ -220,8 +233,8 @@ async function follow(work: JobWork, observations: Map<string, JobObservation> |
           work.deps.now(),
         ),
       );
+      work.deps.logger.info(jobFields(work.state.data), 'job started');
     }
-    await syncComment(work);
     return;
   }
   await sealWorkTree(work.dir); // nothing the job left behind may change what is read next
@@ -250,12 +263,36 @@ async function finish(work: JobWork, stage: string, ...rows: JobRow[]): Promise<
     for (const r of rows) all = addRow(all, r);
     return transition({ ...s, data: { ...s.data, rows: all } }, stage, work.deps.now());
   });
-  await syncComment(work);
-  await work.deps.jobdirs.dequeue(work.dir);
+  work.deps.logger.info(
+    {
+      ...jobFields(work.state.data),
+      outcome: stage,
+      ...(work.state.data.result ? { result: work.state.data.result.status } : {}),
+    },
+    'job finished',
+  );
+}
+
+/**
+ * What the PR (the job comment, the check run) and the job's metadata files say about the job, brought
+ * up to date. The poller calls this after the tick's stage work, so that no comment (paced by GitHub's
+ * limits) ever holds up a submission; it renders the state as it is by then.
+ */
+export async function publishJob(work: JobWork): Promise<void> {
+  const perJob = work.deps.config.reporting.comments === 'per_job';
+  if (perJob && work.state.data.rows.length > 0) await syncComment(work);
+  await syncCheck(work);
+  const { job_id: jobId, metadata_written_for: writtenFor } = work.state.data;
+  const commentId = String(work.state.comments[JOB_COMMENT_KEY]?.id ?? '');
+  // Written while the job is active; the work tree of a final job is sealed and stays as it was.
+  if (jobId !== undefined && ACTIVE_JOB_STAGES.has(work.state.stage) && writtenFor !== commentId) {
+    await writeMetadataFiles(work);
+    await work.update((s) => ({ ...s, data: { ...s.data, metadata_written_for: commentId } }));
+  }
 }
 
 /** Post the job comment if it is not there yet, or edit it when its rendered body changed. */
-export async function syncComment(work: JobWork): Promise<void> {
+async function syncComment(work: JobWork): Promise<void> {
   const pr = prRefOfJob(work.state.data);
   const body = renderJobComment(work.state.data, work.deps.jobdirs.relative(work.dir));
   if (work.state.comments[JOB_COMMENT_KEY]?.id === undefined) {
@@ -321,6 +358,7 @@ async function writeMetadataFiles(work: JobWork): Promise<void> {
     base_sha: d.base_sha,
     merge_sha: d.merge_sha,
     backend: d.backend,
+    config_digest: d.config_digest ?? null,
     job_id: d.job_id,
     comment_id: commentId || null,
   };

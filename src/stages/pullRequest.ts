@@ -8,6 +8,7 @@ import { build } from './commands/build.js';
 import { startDeploy } from './deploy.js';
 import type { EventContext, EventHandler } from './event.js';
 import { cancelJob, prJobs } from './job.js';
+import { prName } from '../log.js';
 
 interface PullRequestPayload {
   label?: { name: string };
@@ -26,6 +27,8 @@ export const handleLabeled: EventHandler = async (ctx) => {
   const label = payloadOf(ctx).label?.name;
   const sender = payloadOf(ctx).sender.login;
   const key = `${ctx.gen}:reply`;
+  if (label === 'bot:deploy' || label === 'bot:build')
+    ctx.work.deps.logger.info({ pr: prName(ctx.pr), sender, label }, 'label received');
   if (label === 'bot:deploy') {
     await ctx.work.postComment(ctx.pr, key, await startDeploy(ctx, sender), 'basic');
     return;
@@ -73,5 +76,10 @@ export const handleSynchronize: EventHandler = async (ctx) => {
     await jobdirs.enqueue(dir); // its comment is re-rendered with the stale note
     touched++;
   }
+  if (touched > 0)
+    ctx.work.deps.logger.info(
+      { pr: prName(ctx.pr), head, jobs: touched, on_new_push: config.build.on_new_push },
+      'new push: jobs built from older heads are stale',
+    );
   if (touched === 0) return { ignored: 'no jobs from older heads' };
 };

@@ -28,8 +28,15 @@ export interface JobData {
   base_sha?: string;
   merge_sha?: string;
   backend: 'local' | 'slurm';
+  /** sha256 of the site.yaml the job was prepared with (the config can change while the bot runs). */
+  config_digest?: string;
   /** Unique id given to the scheduler (sbatch --comment) so a crashed submission can be found. */
   submit_id: string;
+  /**
+   * Counted before each sbatch; set to 0 when the job reaches `submitting`. Only 0 lets the first
+   * submission skip the look-up for an earlier one (jobs from older versions have none: look up).
+   */
+  submit_attempts?: number;
   job_id?: string;
   scheduler_state?: string;
   exit_code?: string;
@@ -44,9 +51,28 @@ export interface JobData {
   cancel_requested?: string;
   /** The job comment as last posted, so it is edited only when it changes. */
   comment_body?: string;
+  /** The job's check run or commit status on its head commit. */
+  check?: CheckRecord;
+  /** The job comment id (or '') that `_bot_job<ID>.metadata` and job.json were last written with. */
+  metadata_written_for?: string;
   submitted_at?: string;
   started_at?: string;
   finished_at?: string;
+}
+
+/**
+ * A check run is created once: the intent is saved before the call and the id after; a retry that finds
+ * an intent without an id looks the run up (name and external_id) instead of creating a second one.
+ */
+export interface CheckRecord {
+  /** A check run (App) or a commit status (personal token); a record of the other kind starts over. */
+  surface: 'checks' | 'statuses';
+  intent_at?: string;
+  /** sha256 of the body being created, so that a run found after a crash is not written again for nothing. */
+  creating?: string;
+  id?: number;
+  /** sha256 of the body last written (or refused for good): it is written again only when it changes. */
+  sent?: string;
 }
 
 export const ACTIVE_JOB_STAGES = new Set(['prepared', 'submitting', 'submitted', 'released', 'running']);

@@ -135,6 +135,16 @@ export class JobDirs {
 
   /** Absolute paths of all pending directories, oldest entry name first (names sort by month). */
   async pending(): Promise<string[]> {
+    return (await this.pendingEntries()).map((e) => e.dir);
+  }
+
+  /**
+   * The pending-work index as (entry name, directory) pairs, oldest first. An entry's content never
+   * changes, so `known` (entry name → relative dir, from the tick cache) saves reading its file.
+   */
+  async pendingEntries(
+    known?: ReadonlyMap<string, { rel: string }>,
+  ): Promise<Array<{ name: string; dir: string }>> {
     let names: string[];
     try {
       names = await fs.readdir(this.queueDir);
@@ -142,18 +152,19 @@ export class JobDirs {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
     }
-    const dirs: string[] = [];
+    const entries: Array<{ name: string; dir: string }> = [];
     for (const name of names.sort()) {
       if (isTempName(name)) continue;
       try {
-        const rel = (await fs.readFile(path.join(this.queueDir, name), 'utf8')).trim();
-        dirs.push(this.resolve(rel));
+        const rel =
+          known?.get(name)?.rel ?? (await fs.readFile(path.join(this.queueDir, name), 'utf8')).trim();
+        entries.push({ name, dir: this.resolve(rel) });
       } catch (err) {
         // One bad entry (hand-edited, pointing outside jobdirs, not a file) must not stop the others.
         process.emitWarning(`skipping queue entry ${name}: ${(err as Error).message}`);
       }
     }
-    return dirs;
+    return entries;
   }
 }
 

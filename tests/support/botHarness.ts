@@ -9,7 +9,7 @@ import pino from 'pino';
 import { createBackend } from '../../src/adapters/schedulers/index.js';
 import { parseConfig, type Config } from '../../src/config/config.js';
 import { classifyEvent, storeEvent } from '../../src/ingest/eventStore.js';
-import { createGitHub } from '../../src/adapters/github.js';
+import { createGitHub } from '../../src/adapters/github/index.js';
 import { JobDirs } from '../../src/store/jobdirs.js';
 import { JobAccount } from '../../src/adapters/jobUser.js';
 import { runTick } from '../../src/poller.js';

@@ -9,7 +9,9 @@
  *   await gh.stop();
  *
  * Routes:
+ *   GET   /app                                       (JWT; the App itself)
  *   POST  /app/installations/:id/access_tokens       (JWT: "Bearer a.b.c", RS256, iss = app id)
+ *   GET   /user                                      (the token's user)
  *   GET   /repos/:o/:r/installation                  (JWT; see setRepoInstallation)
  *   GET   /repos/:o/:r/issues/:n/comments            (per_page/page, Link header)
  *   POST  /repos/:o/:r/issues/:n/comments
@@ -17,10 +19,14 @@
  *   PATCH /repos/:o/:r/issues/comments/:id
  *   GET   /repos/:o/:r/pulls/:n                      (see addPullRequest)
  *   GET   /orgs/:org/teams/:slug/memberships/:user   (see addTeamMember)
+ *   POST  /repos/:o/:r/check-runs                    (installation tokens only, as on GitHub)
+ *   PATCH /repos/:o/:r/check-runs/:id                (installation tokens only)
+ *   GET   /repos/:o/:r/commits/:ref/check-runs       (check_name, status, filter, per_page/page, Link header)
+ *   POST  /repos/:o/:r/statuses/:sha
  *   GET/POST /:owner/:repo.git/...                   (git smart HTTP, fetch only)
  *
  * Tokens: installation tokens (`ghs_…`) are issued here and checked on later calls (unknown → 401);
- * any other `token X` is taken as a personal access token of `patLogin`.
+ * any other `token X` is taken as a personal access token of `patLogin` (only those in `patTokens`, if given).
  */
 import { spawn } from 'node:child_process';
 import { createPublicKey, verify as verifySignature, type KeyObject } from 'node:crypto';
@@ -38,6 +44,8 @@ export interface RecordedCall {
   auth: string | undefined;
   /** The status the fake answered. */
   status: number;
+  /** When the fake had read the request (Date.now()); bookkeeping for benchmarks, never sent. */
+  at: number;
 }
 
 export interface RecordedGitCall {
@@ -63,6 +71,36 @@ export interface FakeComment {
   user: string;
   created_at: string;
   updated_at: string;
+}
+
+/** A check run as stored; the answers add GitHub's other fields. */
+export interface FakeCheckRun {
+  id: number;
+  owner: string;
+  repo: string;
+  app_id: number;
+  name: string;
+  head_sha: string;
+  external_id: string | null;
+  details_url: string | null;
+  status: 'queued' | 'in_progress' | 'completed';
+  conclusion: string | null;
+  started_at: string | null;
+  completed_at: string | null;
+  output: { title: string | null; summary: string | null; text: string | null };
+}
+
+export interface FakeCommitStatus {
+  id: number;
+  owner: string;
+  repo: string;
+  sha: string;
+  state: 'error' | 'failure' | 'pending' | 'success';
+  target_url: string | null;
+  description: string | null;
+  context: string;
+  creator: string;
+  created_at: string;
 }
 
 export interface FakePullRequest {
@@ -105,6 +143,8 @@ export interface FakeGitHubOptions {
   botLogin?: string;
   /** Login of comments written with any other token (default `pat-user`). */
   patLogin?: string;
+  /** If given, the only personal tokens accepted; any other answers 401 Bad credentials. */
+  patTokens?: string[];
   /** Require Basic auth with an issued token (or `gitPasswords`) for git over HTTP. */
   requireGitAuth?: boolean;
   gitPasswords?: string[];
@@ -122,12 +162,16 @@ export class FakeGitHub {
   readonly gitCalls: RecordedGitCall[] = [];
   readonly tokens: IssuedToken[] = [];
   private readonly comments: FakeComment[] = [];
+  private readonly checkRuns: FakeCheckRun[] = [];
+  private readonly statuses: FakeCommitStatus[] = [];
   private readonly pulls = new Map<string, FakePullRequest>();
   private readonly teams = new Map<string, 'active' | 'pending'>();
   private readonly installations = new Map<string, number>();
   private readonly faults: Fault[] = [];
   private readonly server: http.Server;
   private nextCommentId = 1000;
+  private nextCheckRunId = 5000;
+  private nextStatusId = 9000;
   private nextToken = 1;
   private base = '';
   private readonly publicKey: KeyObject | undefined;
@@ -197,6 +241,42 @@ export class FakeGitHub {
     return this.comments.filter((c) => c.owner === owner && c.repo === repo && c.issue === issue);
   }
 
+  /** Seed a check run as if an App had created it (not recorded as a call). */
+  addCheckRun(
+    owner: string,
+    repo: string,
+    run: Pick<FakeCheckRun, 'name' | 'head_sha'> & Partial<Omit<FakeCheckRun, 'id' | 'owner' | 'repo'>>,
+  ): FakeCheckRun {
+    const stored: FakeCheckRun = {
+      app_id: 1,
+      external_id: null,
+      details_url: null,
+      status: 'queued',
+      conclusion: null,
+      started_at: null,
+      completed_at: null,
+      output: { title: null, summary: null, text: null },
+      ...run,
+      id: this.nextCheckRunId++,
+      owner,
+      repo,
+    };
+    this.checkRuns.push(stored);
+    return stored;
+  }
+
+  /** The check runs of a repository (of one commit, if given), oldest first. */
+  checkRunsOf(owner: string, repo: string, sha?: string): FakeCheckRun[] {
+    return this.checkRuns.filter(
+      (r) => r.owner === owner && r.repo === repo && (sha === undefined || r.head_sha === sha),
+    );
+  }
+
+  /** Every status posted on a commit, oldest first (GitHub shows the latest of each context). */
+  statusesOf(owner: string, repo: string, sha: string): FakeCommitStatus[] {
+    return this.statuses.filter((x) => x.owner === owner && x.repo === repo && x.sha === sha);
+  }
+
   /** Make the next `times` requests whose method and path match answer with `kind` instead. */
   failNext(method: string, path: RegExp, kind: FaultKind, times = 1, seconds = 1): void {
     this.faults.push({ method: method.toUpperCase(), path, kind, remaining: times, seconds });
@@ -239,6 +319,7 @@ export class FakeGitHub {
       body,
       auth: req.headers.authorization,
       status: 0,
+      at: Date.now(),
     };
     this.calls.push(call);
     const answer = (status: number, data: unknown, headers: Record<string, string> = {}) => {
@@ -284,6 +365,15 @@ export class FakeGitHub {
       ];
     }
 
+    if (method === 'GET' && path === '/app') {
+      const appId = this.checkJwt(call.auth);
+      if (appId === undefined) return [401, { message: 'A JSON web token could not be decoded' }];
+      return [
+        200,
+        { id: appId, slug: `fake-app-${appId}`, name: `Fake App ${appId}`, owner: { login: 'fake-org' } },
+      ];
+    }
+
     if (method === 'GET' && (m = /^\/repos\/([^/]+)\/([^/]+)\/installation$/.exec(path))) {
       if (this.checkJwt(call.auth) === undefined)
         return [401, { message: 'A JSON web token could not be decoded' }];
@@ -294,6 +384,11 @@ export class FakeGitHub {
     // Everything else authenticates as an installation token, a PAT, or nobody.
     const who = this.identify(call.auth);
     if (who === 'bad') return [401, { message: 'Bad credentials' }];
+
+    if (method === 'GET' && path === '/user') {
+      if (who === undefined) return [401, { message: 'Requires authentication' }];
+      return [200, { login: who, id: 1, type: who.endsWith('[bot]') ? 'Bot' : 'User' }];
+    }
 
     if ((m = /^\/repos\/([^/]+)\/([^/]+)\/issues\/(\d+)\/comments$/.exec(path))) {
       const [owner, repo, issue] = [m[1]!, m[2]!, Number(m[3])];
@@ -321,6 +416,27 @@ export class FakeGitHub {
       }
     }
 
+    if ((m = /^\/repos\/([^/]+)\/([^/]+)\/check-runs(?:\/(\d+))?$/.exec(path))) {
+      const [owner, repo, id] = [m[1]!, m[2]!, m[3]];
+      if ((method === 'POST' && id === undefined) || (method === 'PATCH' && id !== undefined)) {
+        // Only GitHub Apps may write checks.
+        if (who === undefined) return [401, { message: 'Requires authentication' }];
+        const appId = this.tokens.find((t) => `token ${t.token}` === call.auth)?.appId;
+        if (appId === undefined) return forbidden('Resource not accessible by personal access token');
+        if (method === 'POST') return this.createCheckRun(owner, repo, appId, call.body);
+        const run = this.checkRunsOf(owner, repo).find((r) => r.id === Number(id));
+        return run ? this.updateCheckRun(run, call.body) : notFound();
+      }
+    }
+
+    if (method === 'GET' && (m = /^\/repos\/([^/]+)\/([^/]+)\/commits\/([^/]+)\/check-runs$/.exec(path)))
+      return this.listCheckRuns(m[1]!, m[2]!, decodeURIComponent(m[3]!), url);
+
+    if (method === 'POST' && (m = /^\/repos\/([^/]+)\/([^/]+)\/statuses\/([^/]+)$/.exec(path))) {
+      if (who === undefined) return [401, { message: 'Requires authentication' }];
+      return this.createStatus(m[1]!, m[2]!, m[3]!, who, call.body);
+    }
+
     if (method === 'GET' && (m = /^\/repos\/([^/]+)\/([^/]+)\/pulls\/(\d+)$/.exec(path))) {
       const pr = this.pulls.get(`${m[1]}/${m[2]}#${Number(m[3])}`);
       return pr ? [200, this.pullJson(m[1]!, m[2]!, pr)] : notFound();
@@ -336,19 +452,153 @@ export class FakeGitHub {
     return notFound();
   }
 
-  private listComments(
-    owner: string,
-    repo: string,
-    issue: number,
-    url: URL,
-  ): [number, unknown, Record<string, string>] {
-    const all = this.commentsOf(owner, repo, issue);
+  private listComments(owner: string, repo: string, issue: number, url: URL): Answer {
+    const [slice, links] = this.page(this.commentsOf(owner, repo, issue), url);
+    return [200, slice.map((c) => this.commentJson(c)), links];
+  }
+
+  // ---- checks and statuses, as docs.github.com/rest/checks/runs and /rest/commits/statuses describe them
+
+  private createCheckRun(owner: string, repo: string, appId: number, body: unknown): Answer {
+    const b = (body ?? {}) as Record<string, unknown>;
+    const problem =
+      unknownKeys(b, [...CHECK_RUN_KEYS, 'head_sha']) ??
+      (typeof b.name !== 'string' || b.name === '' ? '"name" wasn\'t supplied.' : undefined) ??
+      (typeof b.head_sha !== 'string' || !/^[0-9a-f]{40}$/.test(b.head_sha)
+        ? `No commit found for SHA: ${String(b.head_sha)}`
+        : undefined) ??
+      checkRunFieldProblem(b, undefined);
+    if (problem) return unprocessable(problem);
+    const run = this.addCheckRun(owner, repo, {
+      app_id: appId,
+      name: b.name as string,
+      head_sha: b.head_sha as string,
+    });
+    applyCheckRunFields(run, b);
+    return [201, this.checkRunJson(run)];
+  }
+
+  private updateCheckRun(run: FakeCheckRun, body: unknown): Answer {
+    const b = (body ?? {}) as Record<string, unknown>;
+    const problem =
+      unknownKeys(b, CHECK_RUN_KEYS) ??
+      (b.name !== undefined && (typeof b.name !== 'string' || b.name === '') ? 'Invalid "name".' : undefined) ??
+      checkRunFieldProblem(b, run);
+    if (problem) return unprocessable(problem);
+    applyCheckRunFields(run, b);
+    return [200, this.checkRunJson(run)];
+  }
+
+  private listCheckRuns(owner: string, repo: string, ref: string, url: URL): Answer {
+    const q = url.searchParams;
+    const filter = q.get('filter') ?? 'latest';
+    const status = q.get('status');
+    if (!['latest', 'all'].includes(filter)) return unprocessable(`Invalid filter: ${filter}`);
+    if (status !== null && !['queued', 'in_progress', 'completed'].includes(status))
+      return unprocessable(`Invalid status: ${status}`);
+    let runs = this.checkRunsOf(owner, repo, ref).filter(
+      (r) =>
+        (q.get('check_name') === null || r.name === q.get('check_name')) &&
+        (status === null || r.status === status) &&
+        (q.get('app_id') === null || r.app_id === Number(q.get('app_id'))),
+    );
+    if (filter === 'latest') runs = runs.filter((r) => !runs.some((o) => o.name === r.name && o.id > r.id));
+    runs = [...runs].reverse(); // newest first
+    const [slice, links] = this.page(runs, url);
+    return [
+      200,
+      { total_count: runs.length, check_runs: slice.map((r) => this.checkRunJson(r)) },
+      links,
+    ];
+  }
+
+  private createStatus(owner: string, repo: string, sha: string, who: string, body: unknown): Answer {
+    const b = (body ?? {}) as Record<string, unknown>;
+    const problem =
+      unknownKeys(b, ['state', 'target_url', 'description', 'context']) ??
+      (!/^[0-9a-f]{40}$/.test(sha) ? `No commit found for SHA: ${sha}` : undefined) ??
+      (!['error', 'failure', 'pending', 'success'].includes(b.state as string)
+        ? 'State is not included in the list'
+        : undefined) ??
+      (b.description != null && (typeof b.description !== 'string' || b.description.length > 140)
+        ? 'Description is too long (maximum is 140 characters)'
+        : undefined) ??
+      (b.context !== undefined && typeof b.context !== 'string' ? 'Invalid "context".' : undefined);
+    if (problem) return unprocessable(problem);
+    const status: FakeCommitStatus = {
+      id: this.nextStatusId++,
+      owner,
+      repo,
+      sha,
+      state: b.state as FakeCommitStatus['state'],
+      target_url: (b.target_url as string | undefined) ?? null,
+      description: (b.description as string | undefined) ?? null,
+      context: (b.context as string | undefined) ?? 'default',
+      creator: who,
+      created_at: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    };
+    this.statuses.push(status);
+    return [
+      201,
+      {
+        url: `${this.base}/repos/${owner}/${repo}/statuses/${sha}`,
+        avatar_url: null,
+        id: status.id,
+        node_id: `SC_fake${status.id}`,
+        state: status.state,
+        description: status.description,
+        target_url: status.target_url,
+        context: status.context,
+        created_at: status.created_at,
+        updated_at: status.created_at,
+        creator: { login: who, id: 1, type: who.endsWith('[bot]') ? 'Bot' : 'User' },
+      },
+      { location: `${this.base}/repos/${owner}/${repo}/statuses/${sha}` },
+    ];
+  }
+
+  private checkRunJson(r: FakeCheckRun): Record<string, unknown> {
+    const url = `${this.base}/repos/${r.owner}/${r.repo}/check-runs/${r.id}`;
+    return {
+      id: r.id,
+      head_sha: r.head_sha,
+      node_id: `CR_fake${r.id}`,
+      external_id: r.external_id,
+      url,
+      html_url: `https://github.invalid/${r.owner}/${r.repo}/runs/${r.id}`,
+      details_url: r.details_url,
+      status: r.status,
+      conclusion: r.conclusion,
+      started_at: r.started_at,
+      completed_at: r.completed_at,
+      output: { ...r.output, annotations_count: 0, annotations_url: `${url}/annotations` },
+      name: r.name,
+      check_suite: { id: 1 },
+      app: {
+        id: r.app_id,
+        slug: `fake-app-${r.app_id}`,
+        node_id: `A_fake${r.app_id}`,
+        owner: { login: 'fake-org', id: 1, type: 'Organization' },
+        name: `Fake App ${r.app_id}`,
+        description: null,
+        external_url: 'https://example.invalid',
+        html_url: `https://github.invalid/apps/fake-app-${r.app_id}`,
+        created_at: '2024-01-01T00:00:00Z',
+        updated_at: '2024-01-01T00:00:00Z',
+        permissions: { checks: 'write', issues: 'write', metadata: 'read' },
+        events: [],
+      },
+      pull_requests: [],
+    };
+  }
+
+  /** One page of `all` (per_page ≤ 100, default 30) and its Link header. */
+  private page<T>(all: T[], url: URL): [T[], Record<string, string>] {
     const perPage = Math.min(Math.max(Number(url.searchParams.get('per_page') ?? 30) || 30, 1), 100);
     const page = Math.max(Number(url.searchParams.get('page') ?? 1) || 1, 1);
     const last = Math.max(Math.ceil(all.length / perPage), 1);
-    const slice = all.slice((page - 1) * perPage, page * perPage);
     const link = (p: number, rel: string) => {
-      const u = new URL(`${this.base}${url.pathname}`);
+      const u = new URL(`${this.base}${url.pathname}${url.search}`);
       u.searchParams.set('per_page', String(perPage));
       u.searchParams.set('page', String(p));
       return `<${u.toString()}>; rel="${rel}"`;
@@ -356,7 +606,7 @@ export class FakeGitHub {
     const links: string[] = [];
     if (page > 1) links.push(link(page - 1, 'prev'), link(1, 'first'));
     if (page < last) links.push(link(page + 1, 'next'), link(last, 'last'));
-    return [200, slice.map((c) => this.commentJson(c)), links.length ? { link: links.join(', ') } : {}];
+    return [all.slice((page - 1) * perPage, page * perPage), links.length ? { link: links.join(', ') } : {}];
   }
 
   private commentJson(c: FakeComment): Record<string, unknown> {
@@ -436,6 +686,7 @@ export class FakeGitHub {
     if (!token) return 'bad';
     if (token.startsWith('ghs_'))
       return this.tokens.some((t) => t.token === token) ? (this.opts.botLogin ?? 'hpcbot-test[bot]') : 'bad';
+    if (this.opts.patTokens && !this.opts.patTokens.includes(token)) return 'bad';
     return this.opts.patLogin ?? 'pat-user';
   }
 
@@ -539,6 +790,101 @@ export class FakeGitHub {
 
 function notFound(): [number, unknown] {
   return [404, { message: 'Not Found', documentation_url: 'https://docs.github.com/rest' }];
+}
+
+type Answer = [number, unknown, Record<string, string>?];
+
+function forbidden(message: string): Answer {
+  return [403, { message, documentation_url: 'https://docs.github.com/rest', status: '403' }];
+}
+
+function unprocessable(message: string): Answer {
+  return [422, { message: `Invalid request.\n\n${message}`, documentation_url: 'https://docs.github.com/rest' }];
+}
+
+/** The body fields of "Update a check run" (creating also takes head_sha). */
+const CHECK_RUN_KEYS = [
+  'name',
+  'details_url',
+  'external_id',
+  'status',
+  'started_at',
+  'conclusion',
+  'completed_at',
+  'output',
+  'actions',
+];
+const CHECK_STATUSES = ['queued', 'in_progress', 'completed'];
+const CHECK_CONCLUSIONS = [
+  'action_required',
+  'cancelled',
+  'failure',
+  'neutral',
+  'success',
+  'skipped',
+  'timed_out',
+];
+/** GitHub's limit for output.summary and output.text. */
+const MAX_OUTPUT = 65535;
+const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+
+function unknownKeys(body: Record<string, unknown>, allowed: string[]): string | undefined {
+  const extra = Object.keys(body).filter((k) => !allowed.includes(k));
+  return extra.length ? `${extra.map((k) => `"${k}"`).join(', ')} is not a permitted key.` : undefined;
+}
+
+/** What GitHub would refuse in a check run's fields; `existing` is the run being updated. */
+function checkRunFieldProblem(b: Record<string, unknown>, existing: FakeCheckRun | undefined): string | undefined {
+  if (b.status !== undefined && !CHECK_STATUSES.includes(b.status as string))
+    return `Invalid "status": ${String(b.status)}`;
+  if (b.conclusion === 'stale') return 'Conclusion cannot be set to stale; only GitHub can set it.';
+  if (b.conclusion !== undefined && !CHECK_CONCLUSIONS.includes(b.conclusion as string))
+    return `Invalid "conclusion": ${String(b.conclusion)}`;
+  const completing = b.status === 'completed' || b.completed_at !== undefined;
+  if (completing && b.conclusion === undefined && !existing?.conclusion)
+    return '"conclusion" is required when "status" is completed or "completed_at" is given.';
+  for (const k of ['external_id', 'details_url'])
+    if (b[k] !== undefined && typeof b[k] !== 'string') return `Invalid "${k}".`;
+  for (const k of ['started_at', 'completed_at'])
+    if (b[k] !== undefined && (typeof b[k] !== 'string' || !DATE_TIME.test(b[k] as string)))
+      return `Invalid "${k}": expected an ISO 8601 date-time.`;
+  if (b.output !== undefined) {
+    const o = b.output as Record<string, unknown> | null;
+    if (!o || typeof o !== 'object') return 'Invalid "output".';
+    const extra = unknownKeys(o, ['title', 'summary', 'text', 'annotations', 'images']);
+    if (extra) return `output: ${extra}`;
+    if (typeof o.summary !== 'string') return 'output: "summary" wasn\'t supplied.';
+    if (typeof o.title !== 'string' && !(existing && o.title === undefined))
+      return 'output: "title" wasn\'t supplied.';
+    for (const k of ['summary', 'text'])
+      if (typeof o[k] === 'string' && (o[k] as string).length > MAX_OUTPUT)
+        return `output.${k} is too long (maximum is ${MAX_OUTPUT} characters)`;
+  }
+  return undefined;
+}
+
+function applyCheckRunFields(run: FakeCheckRun, b: Record<string, unknown>): void {
+  const str = (k: string) => b[k] as string;
+  if (b.name !== undefined) run.name = str('name');
+  if (b.external_id !== undefined) run.external_id = str('external_id');
+  if (b.details_url !== undefined) run.details_url = str('details_url');
+  if (b.started_at !== undefined) run.started_at = str('started_at');
+  if (b.status !== undefined) run.status = b.status as FakeCheckRun['status'];
+  if (b.conclusion !== undefined) {
+    // Giving a conclusion completes the run.
+    run.conclusion = str('conclusion');
+    run.status = 'completed';
+  } else if (b.status !== undefined && b.status !== 'completed') run.conclusion = null;
+  if (run.status === 'completed')
+    run.completed_at =
+      (b.completed_at as string | undefined) ?? run.completed_at ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  else run.completed_at = null;
+  if (run.status !== 'queued' && run.started_at === null)
+    run.started_at = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  if (b.output !== undefined) {
+    const o = b.output as { title?: string; summary: string; text?: string };
+    run.output = { title: o.title ?? run.output.title, summary: o.summary, text: o.text ?? null };
+  }
 }
 
 function faultAnswer(f: Fault): [number, unknown, Record<string, string>] {

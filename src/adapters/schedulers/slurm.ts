@@ -3,12 +3,13 @@
  *
  * - A job's working directory is its job dir's work tree, and no two jobs share one; so `WorkDir` (in squeue and
  *   sacct) identifies our job after a crash, and `--comment=<submit id>` makes it visible to humans.
- * - Tracking: one `squeue --name=<job name>` call for everything waiting or running, then one `sacct`
+ * - Tracking: one `squeue --user=<job owner> --name=<job name>` call for everything waiting or running, then one `sacct`
  *   call for the jobs that have left the queue. Final states come only from sacct.
  * - Any failure of squeue or sacct raises BackendUnavailableError, so that tick changes no job state.
  * - With `backend.run_as`, sbatch, scontrol release and scancel run through sudo as the job user, so the
  *   job runs as that user; squeue and sacct run as the bot.
  */
+import os from 'node:os';
 import type { JobAccount } from '../jobUser.js';
 import { CommandError, run } from '../process.js';
 import { BackendUnavailableError, type Backend, type JobObservation, type SubmitRequest } from './types.js';
@@ -60,6 +61,11 @@ export class SlurmBackend implements Backend {
 
   constructor(private readonly settings: SlurmSettings) {}
 
+  /** Who owns our jobs in Slurm: the job user with `backend.run_as`, else the bot's own user. */
+  private get jobOwner(): string {
+    return this.settings.account.name ?? os.userInfo().username;
+  }
+
   async submit(req: SubmitRequest): Promise<{ jobId: string }> {
     const [command, args] = this.settings.account.argv('sbatch', sbatchArgs(req, this.settings));
     const out = await run(command, args, {
@@ -73,12 +79,14 @@ export class SlurmBackend implements Backend {
   }
 
   async findBySubmitId(_submitId: string, workTree: string): Promise<string | undefined> {
-    // squeue -t all still shows jobs that just finished; sacct knows older ones (it lags a few seconds
-    // behind for brand-new pending jobs, which squeue covers).
+    // Only after a submission that may have gone through, and only our jobs: the job user's, by name.
+    // squeue -t all still shows jobs that just finished (for MinJobAge); sacct knows older ones (it
+    // lags a few seconds behind for brand-new pending jobs, which squeue covers).
     const queued = await this.query('squeue', [
       '--noheader',
       '-t',
       'all',
+      `--user=${this.jobOwner}`,
       `--name=${this.settings.jobName}`,
       '-o',
       '%i|%Z',
@@ -87,11 +95,12 @@ export class SlurmBackend implements Backend {
       const [id, dir] = line.split('|');
       if (id && dir === workTree) return id.trim();
     }
-    // Not `--name`: around a job's start and end sacct may briefly report another name.
     const accounted = await this.query('sacct', [
       '--noheader',
       '--parsable2',
       '-X',
+      `--user=${this.jobOwner}`,
+      `--name=${this.settings.jobName}`,
       '-S',
       'now-7days',
       '-o',
@@ -114,6 +123,7 @@ export class SlurmBackend implements Backend {
     const seen = new Map<string, JobObservation>();
     const queue = await this.query('squeue', [
       '--noheader',
+      `--user=${this.jobOwner}`,
       `--name=${this.settings.jobName}`,
       '-o',
       '%i|%T|%r',

@@ -52,22 +52,31 @@ function describe(err: unknown): string {
   return `${e.name ?? 'Error'}: ${(e.message ?? String(err)).split('\n')[0]}${status}`;
 }
 
+/** A client for `endpoint` (path-style) or AWS; the region falls back to the environment, then us-east-1 with an endpoint. */
+export function createS3Client(
+  region: string | undefined,
+  endpoint: string | undefined,
+  clientConfig: Partial<S3ClientConfig> = {},
+): S3Client {
+  const r =
+    region ??
+    process.env.AWS_REGION ??
+    process.env.AWS_DEFAULT_REGION ??
+    (endpoint ? 'us-east-1' : undefined);
+  return new S3Client({
+    ...(r ? { region: r } : {}),
+    ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
+    ...clientConfig,
+  });
+}
+
 export function createS3Uploader(opts: S3UploaderOptions): Uploader {
   const clients = new Map<string, S3Client>();
   const clientFor = (endpoint: string | undefined): S3Client => {
     const id = endpoint ?? '';
     let c = clients.get(id);
     if (!c) {
-      const region =
-        opts.region ??
-        process.env.AWS_REGION ??
-        process.env.AWS_DEFAULT_REGION ??
-        (endpoint ? 'us-east-1' : undefined);
-      c = new S3Client({
-        ...(region ? { region } : {}),
-        ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
-        ...opts.clientConfig,
-      });
+      c = createS3Client(opts.region, endpoint, opts.clientConfig);
       clients.set(id, c);
     }
     return c;

@@ -1,0 +1,156 @@
+/**
+ * `hpcbot server`, `hpcbot poll` and `hpcbot start`: the two processes and the pair of them. Each
+ * checks site.yaml against the machine before it starts anything (exit 2 on a problem) and prints one
+ * startup summary; the server then says "ready" once it listens (when /healthz answers).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { configErrorAt, loadConfig, type Config } from '../config/config.js';
+import { checkSite } from '../config/siteCheck.js';
+import { createLogger } from '../log.js';
+
+/** Load site.yaml and check it against this machine (secrets out of the jobs' reach, the job user). */
+export async function loadChecked(opts: { config: string }): Promise<{ config: Config; warnings: string[] }> {
+  const config = loadConfig(opts.config);
+  const { errors, warnings } = await checkSite(config);
+  if (errors.length > 0) throw configErrorAt(config, errors);
+  return { config, warnings };
+}
+
+/** Pure: how the bot talks to GitHub, as the startup summary says it. */
+export function githubMode(config: Config): string {
+  const gh = config.github;
+  if (gh.dry_run) return 'GitHub dry-run (comments go to jobdirs/dry-run)';
+  if (gh.app_id !== undefined) return `GitHub App ${gh.app_id} (key ${gh.private_key_file ?? 'not set'})`;
+  if (gh.token_env) return `GitHub token from env ${gh.token_env}`;
+  return 'GitHub without credentials';
+}
+
+export function serverUrl(config: Config, urlPath: string, port = config.server.port): string {
+  return `http://${config.server.host}:${port}${urlPath}`;
+}
+
+/**
+ * Pure: the one line a process prints at start. `secretSource` ("env NAME" or "file PATH", never the
+ * value) is given by the server, which is the one that uses the secret and serves the URLs.
+ */
+export function startupSummary(config: Config, server?: { secretSource: string }): string {
+  const backend = config.backend.run_as
+    ? `backend ${config.backend.kind} (jobs run as ${config.backend.run_as})`
+    : `backend ${config.backend.kind}`;
+  const parts = [
+    `config ${config.source}`,
+    `instance ${config.instance}`,
+    backend,
+    githubMode(config),
+    `jobdirs ${config.jobdirs}`,
+  ];
+  if (server)
+    parts.push(
+      `webhook secret from ${server.secretSource}`,
+      `webhook ${serverUrl(config, config.server.webhook_path)}`,
+      `healthz ${serverUrl(config, '/healthz')}`,
+    );
+  return parts.join('; ');
+}
+
+/**
+ * A child of `start` ends with its parent, even with one killed by SIGKILL (which cannot pass the
+ * signal on): the IPC channel to the parent closes, and the child stops as on SIGTERM. Otherwise the
+ * orphans would keep the port and the poller lock, and the supervisor's restart would fail.
+ */
+function stopWithParent(): void {
+  if (!process.channel) return;
+  process.channel.unref(); // the channel alone must not keep this process running
+  process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+}
+
+export async function serverCommand(opts: {
+  config: string;
+  insecureSkipSignature?: boolean;
+}): Promise<void> {
+  stopWithParent();
+  const { config, warnings } = await loadChecked(opts);
+  const logger = createLogger('server');
+  let secret: string | undefined;
+  let secretSource = 'nowhere: --insecure-skip-signature';
+  if (opts.insecureSkipSignature) {
+    logger.warn(
+      '!!! --insecure-skip-signature: webhook signatures are NOT verified; never expose this port !!!',
+    );
+  } else {
+    const { loadWebhookSecret } = await import('../config/secrets.js');
+    const loaded = await loadWebhookSecret(config);
+    secret = loaded.secret;
+    secretSource = loaded.source;
+    if (loaded.generated)
+      logger.warn(
+        `generated a new webhook secret in ${loaded.source.replace(/^file /, '')}; enter it in the GitHub App settings`,
+      );
+  }
+  logger.info(startupSummary(config, { secretSource }));
+  const { followSiteYaml, startServer, stopServer } = await import('../server.js');
+  const serverOpts = { config, logger, secret, insecureSkipSignature: opts.insecureSkipSignature };
+  const server = await startServer(serverOpts);
+  const unfollow = await followSiteYaml(serverOpts, server, warnings);
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.server.port;
+  logger.info(`ready: listening on ${serverUrl(config, config.server.webhook_path, port)}`);
+  const stop = () => {
+    unfollow();
+    void stopServer(server).finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+export async function pollCommand(opts: {
+  config: string;
+  once?: boolean;
+  dir?: string;
+  replay?: string;
+  summary?: boolean;
+}): Promise<number> {
+  stopWithParent();
+  const { config, warnings } = await loadChecked(opts);
+  const logger = createLogger('poller');
+  for (const w of warnings) logger.warn(w);
+  const longRunning = !opts.once && !opts.dir && !opts.replay;
+  if (longRunning && opts.summary !== false) logger.info(startupSummary(config));
+  const { runPollerCommand } = await import('../poller.js');
+  return await runPollerCommand(config, logger, opts, warnings);
+}
+
+/**
+ * `start`: the server and the poller as two child processes of this one, run through `entry` (this
+ * CLI as it was started: compiled JavaScript, or the sources through tsx). The server prints the
+ * startup summary; the poller does not repeat it.
+ */
+export async function startCommand(opts: { config: string }, entry: string[]): Promise<void> {
+  await loadChecked(opts); // fail fast, with exit code 2, before starting anything
+  const extra = opts.config ? ['--config', opts.config] : [];
+  const commands = [['server'], ['poll', '--no-summary']];
+  let stopping = false;
+  const children: ChildProcess[] = commands.map((cmd) =>
+    spawn(process.execPath, [...entry, ...cmd, ...extra], {
+      stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+    }),
+  );
+  const stopAll = () => {
+    stopping = true;
+    children.forEach((c) => c.exitCode === null && c.signalCode === null && c.kill('SIGTERM'));
+  };
+  process.on('SIGTERM', stopAll);
+  process.on('SIGINT', stopAll);
+  // Both children read site.yaml again on SIGHUP.
+  process.on('SIGHUP', () => children.forEach((c) => c.exitCode === null && c.kill('SIGHUP')));
+  for (const [i, child] of children.entries()) {
+    child.on('exit', (code, signal) => {
+      // A child that finished its work (exit 0) leaves the other running; one that failed or was
+      // killed takes the other down too, so that a supervisor restarts the pair.
+      if (code === 0 || stopping) return;
+      process.exitCode = code ?? 1;
+      stopAll();
+      if (signal) process.stderr.write(`hpcbot start: ${commands[i]![0]} killed by ${signal}\n`);
+    });
+  }
+}

@@ -1,0 +1,252 @@
+/**
+ * A job's check run, or its commit status, rendered from the job's state like the job comment: the same
+ * name for every build of a target, a status and conclusion from the stage and the results, the comment's
+ * facts as the summary, and for a failed job the tail of its Slurm output as the text. That output is
+ * written by PR code: it is scrubbed of the bot's secrets and fenced, so nothing in it is read as
+ * markdown or HTML.
+ */
+import type {
+  CheckRunBody,
+  CheckRunConclusion,
+  CheckRunStatus,
+  CommitStatusBody,
+} from '../adapters/github/index.js';
+import type { JobData, ResultSummary } from '../store/job.js';
+import { cancelReasonText } from './jobComment.js';
+import { codeSpan } from './markdown.js';
+import { sanitizeDescription } from './resultFile.js';
+import type { BuildTarget } from './targets.js';
+
+/** GitHub's limit for each output field of a check run. */
+export const MAX_OUTPUT_CHARS = 65_535;
+/** Lines of the Slurm output that a failed job's check run shows. */
+export const LOG_TAIL_LINES = 40;
+/** GitHub's limit for a commit status description. */
+const MAX_STATUS_DESCRIPTION = 140;
+
+export interface JobView {
+  stage: string;
+  data: JobData;
+}
+
+/** The end of the job's Slurm output as read from its work tree, or why it was not read. */
+export type LogTail =
+  /** `cutAtStart`: the read began inside the file, so its first line is partial. */
+  | { file: string; text: string; cutAtStart: boolean }
+  /** `unread` completes a sentence about the file ("does not exist"). */
+  | { file: string; unread: string };
+
+/** `<repo_id> <for-arch>[ <accel>]`: what is built, the same for every rebuild of it. */
+export function targetLabel(t: Pick<BuildTarget, 'repoId' | 'forArch' | 'forAccel'>): string {
+  return [t.repoId, t.forArch, ...(t.forAccel ? [t.forAccel] : [])].join(' ');
+}
+
+export function checkRunName(instance: string, target: BuildTarget): string {
+  return `hpcbot/${instance}: ${targetLabel(target)}`;
+}
+
+export function statusContext(instance: string, target: BuildTarget): string {
+  return `hpcbot/${instance}/${targetLabel(target)}`;
+}
+
+export interface Outcome {
+  status: CheckRunStatus;
+  /** Set exactly when `status` is completed. */
+  conclusion?: CheckRunConclusion;
+  title: string;
+}
+
+/** Pure: how far the job got and how it ended, whether or not its head is still the PR's. */
+export function jobOutcome({ stage, data }: JobView): Outcome {
+  const asJob = data.job_id ? ` as job ${data.job_id}` : '';
+  switch (stage) {
+    case 'prepared':
+    case 'submitting':
+      return { status: 'queued', title: 'Waiting to be submitted' };
+    case 'submitted':
+      return { status: 'queued', title: `Submitted${asJob}` };
+    case 'released':
+      return { status: 'queued', title: `Queued${asJob}` };
+    case 'running':
+      return { status: 'in_progress', title: `Running${asJob}` };
+    case 'finished':
+      return finishedOutcome(data);
+    case 'cancelled':
+      return ended('cancelled', 'Cancelled');
+    case 'lost':
+      return ended('action_required', 'Lost: the scheduler no longer knows the job');
+    default: // failed: the checkout failed, or the bot gave up after poller.max_attempts
+      return ended('failure', 'The bot could not run the job');
+  }
+}
+
+function ended(conclusion: CheckRunConclusion, title: string): Outcome {
+  return { status: 'completed', conclusion, title };
+}
+
+/** Slurm's final state first; a job that ran to its end succeeded only if its result (and test) say so. */
+function finishedOutcome(data: JobData): Outcome {
+  const state = (data.scheduler_state ?? '').trim().split(/\s+/)[0] ?? '';
+  if (state === 'TIMEOUT') return ended('timed_out', 'Timed out');
+  if (state === 'NODE_FAIL') return ended('action_required', 'Node failure');
+  if (state !== 'COMPLETED' && state !== 'FAILED')
+    return ended('failure', `Ended as ${(state || 'unknown').slice(0, 40)}`);
+  const result = data.result?.status ?? 'UNKNOWN';
+  if (result === 'FAILURE') return ended('failure', 'Build failed');
+  if (result !== 'SUCCESS') return ended('failure', 'Build result unknown');
+  if (data.test?.status === 'FAILURE') return ended('failure', 'Tests failed');
+  return ended('success', 'Build succeeded');
+}
+
+/** Pure: whether the check run shows the job's log tail (so whether the caller needs to read it). */
+export function showsLogTail(outcome: Outcome): boolean {
+  return (
+    outcome.conclusion === 'failure' ||
+    outcome.conclusion === 'timed_out' ||
+    outcome.conclusion === 'action_required'
+  );
+}
+
+export interface CheckRunOptions {
+  /** The job dir relative to jobdirs: the run's external_id. */
+  externalId: string;
+  /** False once a newer push superseded the job's head: the run then completes as neutral. */
+  currentHead: boolean;
+  logTail?: LogTail;
+  /** Values that must never be shown (the bot's secrets). */
+  secrets?: readonly string[];
+}
+
+/** Pure: the job's check run. */
+export function renderCheckRun(job: JobView, opts: CheckRunOptions): CheckRunBody {
+  const { data } = job;
+  const outcome = jobOutcome(job);
+  const conclusion = outcome.conclusion && (opts.currentHead ? outcome.conclusion : 'neutral');
+  const secrets = opts.secrets ?? [];
+  const text =
+    opts.logTail && showsLogTail(outcome) ? renderLogTail(opts.logTail, secrets) : undefined;
+  return {
+    name: checkRunName(data.instance, data.target),
+    external_id: opts.externalId,
+    status: outcome.status,
+    ...(conclusion ? { conclusion } : {}),
+    ...(data.started_at ? { started_at: isoSeconds(data.started_at) } : {}),
+    ...(conclusion && data.finished_at ? { completed_at: isoSeconds(data.finished_at) } : {}),
+    output: {
+      title: fitOutput(opts.currentHead ? outcome.title : `${outcome.title} (superseded)`),
+      summary: fitOutput(scrub(renderSummary(job, opts.externalId), secrets)),
+      ...(text !== undefined ? { text } : {}),
+    },
+  };
+}
+
+/** Pure: the job's commit status, for a personal token (no check runs): a superseded job keeps its state. */
+export function renderCommitStatus(job: JobView, opts: { currentHead: boolean }): CommitStatusBody {
+  const o = jobOutcome(job);
+  const state =
+    o.status !== 'completed'
+      ? 'pending'
+      : o.conclusion === 'success'
+        ? 'success'
+        : o.conclusion === 'failure' || o.conclusion === 'timed_out'
+          ? 'failure'
+          : 'error';
+  let description = `${opts.currentHead ? '' : 'superseded: '}${o.title} on ${job.data.target.nodeType}`;
+  if (description.length > MAX_STATUS_DESCRIPTION)
+    description = `${description.slice(0, MAX_STATUS_DESCRIPTION - 1)}…`;
+  return { context: statusContext(job.data.instance, job.data.target), state, description };
+}
+
+/** The job comment's facts, as a list. */
+function renderSummary({ stage, data }: JobView, relativeJobDir: string): string {
+  const t = data.target;
+  const accel = (a?: string) => (a ? ` and accelerator ${codeSpan(a)}` : '');
+  const lines = [
+    `- Instance ${codeSpan(data.instance)}, repository ${codeSpan(t.repoId)}`,
+    `- Building on: ${codeSpan(t.onArch)}${accel(t.onAccel)} (node type ${codeSpan(t.nodeType)})`,
+    `- Building for: ${codeSpan(t.forArch)}${accel(t.forAccel)}`,
+    `- Job dir: ${codeSpan(relativeJobDir, 400)}`,
+  ];
+  if (data.head_sha)
+    lines.push(
+      `- Built from: ${codeSpan(data.head_sha.slice(0, 12))} merged into ${codeSpan((data.base_sha ?? '').slice(0, 12))}`,
+    );
+  if (data.job_id) lines.push(`- Job: ${codeSpan(data.job_id)} (${data.backend}), stage ${codeSpan(stage)}`);
+  if (data.scheduler_state)
+    lines.push(`- Scheduler: ${codeSpan(`${data.scheduler_state}, exit code ${data.exit_code ?? '?'}`)}`);
+  if (data.cancel_requested) lines.push(`- Cancel: ${cancelReasonText(data.cancel_requested)}`);
+  if (data.result) lines.push(`- Result: ${describe(data.result)}`);
+  if (data.test) lines.push(`- Test result: ${describe(data.test)}`);
+  const artefacts = data.result?.artefacts ?? [];
+  if (artefacts.length > 0) lines.push('- Artefacts:', ...artefacts.map((a) => `  - ${codeSpan(a, 400)}`));
+  if (data.stale)
+    lines.push(
+      '',
+      `:warning: built from ${codeSpan((data.head_sha ?? '?').slice(0, 12))}, superseded by ${codeSpan(data.stale.superseded_by.slice(0, 12))}`,
+    );
+  return lines.join('\n');
+}
+
+function describe(r: Pick<ResultSummary, 'status' | 'description'>): string {
+  return r.description ? sanitizeDescription(r.description) : `${r.status} (no description)`;
+}
+
+/**
+ * Pure: the last LOG_TAIL_LINES lines, without terminal control sequences, each secret replaced by
+ * `[secret]`, in a code fence longer than any backtick run inside; cut at its start to fit GitHub's limit.
+ */
+export function renderLogTail(tail: LogTail, secrets: readonly string[]): string {
+  const file = codeSpan(tail.file);
+  if ('unread' in tail) return `${file} ${tail.unread}: no log to show.`;
+  let text = tail.text;
+  if (tail.cutAtStart) {
+    // The partial first line could hold the end of a secret whose start was not read: never show it.
+    const newline = text.indexOf('\n');
+    text = newline >= 0 ? text.slice(newline + 1) : text.slice(Math.max(0, ...secrets.map((s) => s.length)));
+  }
+  const lines = scrub(plainText(text), secrets).split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  let body = lines.slice(-LOG_TAIL_LINES).join('\n');
+  const fence = '`'.repeat(Math.max(3, ...(body.match(/`+/g) ?? []).map((r) => r.length + 1)));
+  const heading = (cut: string) => `Last ${LOG_TAIL_LINES} lines of ${file}${cut}:`;
+  const cutNote = ` (cut to its last characters: GitHub takes at most ${MAX_OUTPUT_CHARS})`;
+  const frame = (h: string, b: string) => `${h}\n\n${fence}\n${b}\n${fence}`;
+  if (frame(heading(''), body).length > MAX_OUTPUT_CHARS) {
+    const room = MAX_OUTPUT_CHARS - frame(heading(cutNote), '').length;
+    body = body.slice(body.length - room);
+    if (/^[\udc00-\udfff]/.test(body)) body = body.slice(1);
+    return frame(heading(cutNote), body);
+  }
+  return frame(heading(''), body);
+}
+
+/** Line breaks as `\n`; ANSI escape sequences and other control characters (but tabs) removed. */
+function plainText(s: string): string {
+  return s
+    .replace(/\r\n?/g, '\n')
+    .replace(/\x1b\[[0-?]*[ -/]*[@-~]/g, '') // eslint-disable-line no-control-regex
+    .replace(/\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?/g, '') // eslint-disable-line no-control-regex
+    .replace(/[\x00-\x08\x0b-\x1f\x7f]/g, ''); // eslint-disable-line no-control-regex
+}
+
+/** Every occurrence of a secret (longest first, so none is left half-shown) replaced by `[secret]`. */
+export function scrub(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const s of [...secrets].filter(Boolean).sort((a, b) => b.length - a.length))
+    out = out.split(s).join('[secret]');
+  return out;
+}
+
+/** Pure: `text` cut to GitHub's limit for an output field, with a note that says so. */
+export function fitOutput(text: string, max = MAX_OUTPUT_CHARS): string {
+  if (text.length <= max) return text;
+  const note = `\n\n… (cut: GitHub takes at most ${max} characters here)`;
+  let kept = text.slice(0, max - note.length);
+  if (/[\ud800-\udbff]$/.test(kept)) kept = kept.slice(0, -1);
+  return kept + note;
+}
+
+/** GitHub's timestamp format, `YYYY-MM-DDTHH:MM:SSZ`. */
+function isoSeconds(iso: string): string {
+  return iso.replace(/\.\d+Z$/, 'Z');
+}

@@ -1,0 +1,141 @@
+/**
+ * A job's check run on its head commit (a commit status with a personal token), brought up to date from
+ * the job's state by publishJob. The run is created once: the intent is saved before the POST and the id
+ * after, and a retry that finds an intent without an id looks the run up (name and external_id) instead
+ * of creating a second. It is written only when its rendered body changed (the sha256 of what was last
+ * sent is kept): one write per state change. GitHub refusing for good (an App without the checks
+ * permission, say) is logged and not tried again until the job changes: a check run never holds up a
+ * job, let alone parks it.
+ */
+import { createHash } from 'node:crypto';
+import { GitHubError, type CheckRunBody, type RepoRef } from '../adapters/github/index.js';
+import { secretEnvNames, type Config } from '../config/config.js';
+import {
+  jobOutcome,
+  renderCheckRun,
+  renderCommitStatus,
+  showsLogTail,
+  type JobView,
+  type LogTail,
+} from '../domain/checkRun.js';
+import { jobFields } from '../log.js';
+import { crashPoint } from '../store/crashPoint.js';
+import type { CheckRecord, JobData } from '../store/job.js';
+import { openJobFile } from '../store/jobFile.js';
+import { workTreeOf } from '../store/workTree.js';
+import type { WorkDir } from './context.js';
+
+type JobWork = WorkDir<JobData>;
+
+/** Bytes read from the end of the Slurm output: enough for 40 lines unless they are very long. */
+const LOG_TAIL_BYTES = 128 * 1024;
+
+export async function syncCheck(work: JobWork): Promise<void> {
+  const { config, github, logger } = work.deps;
+  const data = work.state.data;
+  const sha = data.head_sha;
+  if (!config.reporting.checks || !sha) return;
+  const repo: RepoRef = { owner: data.pr.owner, repo: data.pr.repo, installationId: data.pr.installation_id };
+  const job: JobView = { stage: work.state.stage, data };
+  const currentHead = !data.stale;
+  const surface = github.checkSurface();
+  const known = data.check?.surface === surface ? data.check : undefined;
+  const body =
+    surface === 'statuses'
+      ? renderCommitStatus(job, { currentHead })
+      : renderCheckRun(job, {
+          externalId: work.deps.jobdirs.relative(work.dir),
+          currentHead,
+          ...(showsLogTail(jobOutcome(job)) && data.job_id
+            ? { logTail: await readLogTail(work.dir, data.job_id) }
+            : {}),
+          secrets: secretValues(config),
+        });
+  const digest = sha256(body);
+  if (known?.sent === digest) return;
+  try {
+    if ('context' in body) {
+      await github.createCommitStatus(repo, sha, body);
+      await save(work, { surface, sent: digest });
+    } else await writeCheckRun(work, repo, sha, body, digest, known);
+  } catch (err) {
+    if (!(err instanceof GitHubError) || err.transient) throw err;
+    logger.warn(
+      { ...jobFields(data), err: err.message },
+      `GitHub refused the job's ${surface === 'checks' ? 'check run' : 'commit status'}; it is tried again when the job changes`,
+    );
+    const record = work.state.data.check?.surface === surface ? work.state.data.check : { surface };
+    await save(work, { ...record, sent: digest });
+  }
+}
+
+async function writeCheckRun(
+  work: JobWork,
+  repo: RepoRef,
+  sha: string,
+  run: CheckRunBody,
+  digest: string,
+  known: CheckRecord | undefined,
+): Promise<void> {
+  const { github } = work.deps;
+  let id = known?.id;
+  if (id === undefined && known?.intent_at) {
+    id = await github.findCheckRun(repo, sha, run.name, run.external_id);
+    if (id !== undefined) {
+      work.deps.logger.info({ dir: work.dir, id }, 'found the check run a crashed attempt created');
+      // What the crashed attempt sent may be what is due now: then there is nothing to write.
+      const sent = known.creating === digest ? { sent: digest } : {};
+      await save(work, { ...known, id, ...sent });
+      if (known.creating === digest) return;
+    }
+  }
+  if (id === undefined) {
+    const intent: CheckRecord = {
+      surface: 'checks',
+      intent_at: work.deps.now().toISOString(),
+      creating: digest,
+    };
+    await save(work, intent);
+    const created = await github.createCheckRun(repo, sha, run);
+    crashPoint('after-check-created');
+    await save(work, { ...intent, id: created.id, sent: digest });
+    return;
+  }
+  await github.updateCheckRun(repo, id, run);
+  await save(work, { ...work.state.data.check!, id, sent: digest });
+}
+
+function save(work: JobWork, check: CheckRecord): Promise<void> {
+  return work.update((s) => ({ ...s, data: { ...s.data, check } }));
+}
+
+function sha256(body: unknown): string {
+  return createHash('sha256').update(JSON.stringify(body)).digest('hex');
+}
+
+/** The values of the bot's secret env vars: never shown in a check run. */
+function secretValues(config: Config, env: NodeJS.ProcessEnv = process.env): string[] {
+  return secretEnvNames(config)
+    .map((name) => env[name]?.trim() ?? '')
+    .filter((v) => v !== '');
+}
+
+/** The end of `slurm-<id>.out` in the job's work tree, read through a checked handle (the job wrote it). */
+async function readLogTail(jobDir: string, jobId: string): Promise<LogTail> {
+  const file = `slurm-${jobId}.out`;
+  const opened = await openJobFile(workTreeOf(jobDir), file);
+  if (!opened.ok) return { file, unread: opened.reason };
+  try {
+    const start = Math.max(0, opened.stat.size - LOG_TAIL_BYTES);
+    const buf = Buffer.alloc(opened.stat.size - start);
+    let n = 0;
+    while (n < buf.length) {
+      const { bytesRead } = await opened.handle.read(buf, n, buf.length - n, start + n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    return { file, text: buf.subarray(0, n).toString('utf8'), cutAtStart: start > 0 };
+  } finally {
+    await opened.handle.close();
+  }
+}

@@ -238,6 +238,13 @@ async function countFiles(root: string, match: (name: string) => boolean): Promi
   return n;
 }
 
+function loadAverage(): string {
+  return os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+}
+
 function args(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
@@ -307,7 +314,8 @@ async function measure(
   );
 
   process.stdout.write(
-    `ingest benchmark: ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? '?'}, node ${process.version}\n` +
+    `ingest benchmark: ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? '?'}, node ${process.version}, ` +
+      `load average ${loadAverage()} at the start\n` +
       `payloads: ${bodies.length} real examples, ${Math.round(
         bodies.reduce((s, [e, p]) => s + makeDelivery(e, p).body.length, 0) / bodies.length / 1024,
       )} KiB average; per level and server: at most ${maxCount} deliveries or ${maxSeconds} s, in ${ROUNDS} alternating rounds\n` +
@@ -421,7 +429,9 @@ async function measure(
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) process.stdout.write(r.map((v, i) => v.padStart(widths[i]!)).join('  ') + '\n');
-  process.stdout.write(`\nstored == acknowledged: ${ok ? 'yes' : 'NO'}\n`);
+  process.stdout.write(
+    `\nload average ${loadAverage()} at the end; stored == acknowledged: ${ok ? 'yes' : 'NO'}\n`,
+  );
   process.stdout.write(
     `ours / bare: ${ratios.join(', ')} (goal: >= 100% at c=8 and c=32)${keep ? `; kept ${tmp}` : ''}\n`,
   );

@@ -2,6 +2,8 @@
 // The installed `hpcbot` command: the compiled CLI in dist/, which `npm ci` builds (the `prepare`
 // script). From a checkout without it, say how to get it rather than fail on a missing module.
 import { existsSync } from 'node:fs';
+import process from 'node:process';
+import { URL } from 'node:url';
 
 const main = new URL('../dist/cli/main.js', import.meta.url);
 if (!existsSync(main)) {

@@ -324,6 +324,7 @@ async function settle(
 /** Jobs submitted this recently are observed every YOUNG_JOB_TICK_MS, not only on the schedule. */
 export const YOUNG_JOB_MS = 5 * 60_000;
 const YOUNG_JOB_TICK_MS = 1000;
+const HEARTBEAT_MS = 30_000;
 
 /** Pure: how many pending jobs are young (submitted in the last YOUNG_JOB_MS, not yet final). */
 export function countYoung(entries: Iterable<IndexEntry>, now: Date): number {
@@ -606,11 +607,17 @@ export async function runPollerCommand(
   // SIGHUP asks for a tick now, which reads site.yaml again (and must not end the process).
   const onHangup = () => void tick();
   process.on('SIGHUP', onHangup);
-  await tick();
-  await new Promise<void>((resolve) => {
+  // Between ticks of a slow schedule, `hpcbot status` still sees a live poller.
+  const heartbeat = setInterval(() => {
+    writeHeartbeat(jobdirs.root, 'poller', {}).catch((err: unknown) =>
+      logger.warn({ err: (err as Error).message }, 'cannot write the heartbeat'),
+    );
+  }, HEARTBEAT_MS);
+  const stopped = new Promise<void>((resolve) => {
     const stop = () => {
       watcher.close();
       clearTimeout(soon);
+      clearInterval(heartbeat);
       process.off('SIGHUP', onHangup);
       void task.stop();
       resolve();
@@ -618,5 +625,7 @@ export async function runPollerCommand(
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
+  await tick();
+  await stopped;
   return 0;
 }

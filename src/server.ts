@@ -4,6 +4,7 @@
  */
 import { promises as fs, constants as fsConstants } from 'node:fs';
 import type { Server } from 'node:http';
+import path from 'node:path';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { Webhooks } from '@octokit/webhooks';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -15,6 +16,7 @@ import { writeHeartbeat } from './store/heartbeat.js';
 import { classifyEvent, incomingDir, repairDeliveries } from './ingest/eventStore.js';
 import { Ingest, replayJournal } from './ingest/ingest.js';
 import { mkdirDurable, removeStaleTemps } from './store/fsutil.js';
+import { acquireLock, LockBusyError, type Lock, type LockInfo } from './store/lock.js';
 import { JobDirs, isValidDeliveryId } from './store/jobdirs.js';
 import { prName } from './log.js';
 
@@ -278,6 +280,42 @@ function githubHeaders(req: Request): Record<string, string> {
 export async function startServer(opts: ServerOptions): Promise<Server> {
   const jobdirs = new JobDirs(opts.config.jobdirs);
   await jobdirs.ensureBaseDirs();
+  const lock = await lockJobdirs(jobdirs);
+  try {
+    const server = await settleAndListen(opts, jobdirs);
+    locks.set(server, lock);
+    return server;
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+const locks = new WeakMap<Server, Lock>();
+
+export class ServerLockError extends Error {
+  constructor(file: string, holder: LockInfo) {
+    super(
+      `another webhook server uses this jobdirs (pid ${holder.pid} on ${holder.host} since ` +
+        `${holder.started_at}): stop it first, or remove ${file} if that process is gone`,
+    );
+    this.name = 'ServerLockError';
+  }
+}
+
+/** One server per jobdirs: a second one would replay, and delete, the journal the first appends to. */
+async function lockJobdirs(jobdirs: JobDirs): Promise<Lock> {
+  const file = path.join(jobdirs.locksDir, 'server.lock');
+  try {
+    // Never stale by age: a server runs for months. A dead one on this host is noticed by its pid.
+    return await acquireLock(file, Number.POSITIVE_INFINITY);
+  } catch (err) {
+    if (err instanceof LockBusyError) throw new ServerLockError(file, err.holder);
+    throw err;
+  }
+}
+
+async function settleAndListen(opts: ServerOptions, jobdirs: JobDirs): Promise<Server> {
   const incoming = incomingDir(jobdirs);
   await mkdirDurable(incoming);
   // Temp files and staged event dirs of a server that was killed mid-write: never events, just litter.
@@ -305,7 +343,8 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
       'dropped the torn tail of ingest journal segments (records cut short by a crash, never acknowledged)',
     );
   }
-  // Deliveries a killed server left half-published: never acknowledged, and GitHub will not resend them.
+  // Event dirs built but not queued yet (acknowledged), and claims without an event dir (never
+  // acknowledged: an in-process storeEvent killed midway). GitHub does not resend either on its own.
   const repaired = await repairDeliveries(jobdirs);
   if (repaired.queued.length > 0 || repaired.released.length > 0) {
     opts.logger.warn(
@@ -337,6 +376,7 @@ export async function startServer(opts: ServerOptions): Promise<Server> {
 export async function stopServer(server: Server): Promise<void> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   await ingests.get(server)?.close();
+  await locks.get(server)?.release();
 }
 
 /** How often the server rewrites its heartbeat, so that `hpcbot status` can tell it is alive. */

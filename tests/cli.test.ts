@@ -227,6 +227,19 @@ async function newerThanDist(): Promise<string[]> {
   return newer;
 }
 
+describe('poll', () => {
+  test('prints one startup summary (no secret, no URLs: the poller uses neither), then ticks', async () => {
+    const d = await dir();
+    const file = await writeSiteYaml(d, await freePort());
+    const child = spawnCli(['poll', '--config', file]);
+    await child.waitForOutput(/"msg":"poller started/);
+    const summaries = child.stdout().match(/"msg":"config [^"]*"/g);
+    expect(summaries).toEqual([
+      `"msg":"config ${file}; instance test; backend local; GitHub dry-run (comments go to jobdirs/dry-run); jobdirs ${path.join(d, 'jobdirs')}"`,
+    ]);
+  });
+});
+
 describe('start', () => {
   test.each([
     ['the installed entry point (bin/hpcbot.mjs → dist/)', [BIN], ['dist/cli/main.js']],

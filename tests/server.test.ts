@@ -65,10 +65,10 @@ afterAll(async () => {
   for (const dir of temps) await fs.rm(dir, { recursive: true, force: true });
 });
 
-/** The files a fresh server has: none (only the empty base directories). */
+/** The files a fresh server has: none (only the empty base directories, and its lock). */
 async function storedFiles(h: Harness): Promise<string[]> {
   await h.settled();
-  return await listFiles(h.root);
+  return (await listFiles(h.root)).filter((f) => f !== path.join('locks', 'server.lock'));
 }
 
 function signed(event: string, payload: unknown, extra: Parameters<typeof makeDelivery>[2] = {}): Delivery {
@@ -556,6 +556,26 @@ describe('server start', () => {
     const d = makeDelivery('pull_request', payloads.prOpened());
     expect(d.headers['x-hub-signature-256']).toBeUndefined();
     expect((await send(h.url, d)).status).toBe(202);
+  });
+
+  test('a second server on the same jobdirs refuses to start and leaves the running one alone', async () => {
+    const h = await startHarness();
+    const d = signed('pull_request', payloads.prOpened());
+    expect((await send(h.url, d)).status).toBe(202);
+    await expect(
+      startServer({
+        config: { ...h.config, server: { ...h.config.server, port: 0 } },
+        logger,
+        secret: SECRET,
+      }),
+    ).rejects.toThrow(
+      /another webhook server uses this jobdirs \(pid \d+ .*\): stop it first, or remove .*server\.lock/,
+    );
+    await h.settled();
+    expect(await new JobDirs(h.root).pending()).toEqual([
+      expectedEventDir(h, 'Codertocat', 'Hello-World', 'pr_2', d.delivery),
+    ]);
+    expect((await send(h.url, signed('pull_request', payloads.prOpened()))).status).toBe(202);
   });
 
   test('temp files of a killed server are removed on start; a live process keeps its own', async () => {

@@ -14,7 +14,6 @@ import { provenancePath, sha256File } from '../src/domain/provenance.js';
 import { verifyFile } from '../src/adapters/signing.js';
 import {
   createDirectoryUploader,
-  createS3Uploader,
   createScriptUploader,
   createUploader,
   deployArtefact,
@@ -22,6 +21,7 @@ import {
   resolveDestination,
   type UploadItem,
 } from '../src/adapters/uploaders/index.js';
+import { createS3Uploader } from '../src/adapters/uploaders/s3.js';
 import { S3RVER_CREDENTIALS, startS3Server, type S3TestServer } from './support/s3server.js';
 
 // The SDK's notice that Node 20 support ends is not news in test output.
@@ -316,7 +316,7 @@ describe('s3 uploader', () => {
     await fs.link(secret, path.join(workTree, 'hard.tar.gz'));
     const outDir = path.join(workTree, '..', `${path.basename(workTree)}-deploy`);
     const before = s3.created.length;
-    const uploader = createUploader(cfg, { s3: { clientConfig: clientConfig() } });
+    const uploader = await createUploader(cfg, { s3: { clientConfig: clientConfig() } });
     const input = { workTree, outDir, job: deployJob, repoId: 'r' };
     expect(await deployArtefact(cfg, uploader, { ...input, name: 'soft.tar.gz' })).toMatchObject({
       uploaded: false,
@@ -469,7 +469,7 @@ describe('script uploader', () => {
       `instance: bot2\njobdirs: jd\ndeploy:\n  uploader:\n    kind: script\n    script: ${script}\n`,
       path.join(dir, 'site.yaml'),
     );
-    const r = await createUploader(cfg).upload(await makeItem(NAME, { prCommentId: undefined }));
+    const r = await (await createUploader(cfg)).upload(await makeItem(NAME, { prCommentId: undefined }));
     expect(r).toMatchObject({
       uploaded: false,
       retryable: true,
@@ -504,7 +504,7 @@ describe('deployArtefact', () => {
       path.join(cfgDir, 'site.yaml'),
     );
     const item = await makeItem();
-    const r = await deployArtefact(cfg, createUploader(cfg), {
+    const r = await deployArtefact(cfg, await createUploader(cfg), {
       name: NAME,
       workTree: path.dirname(item.artefact),
       outDir: path.join(path.dirname(item.artefact), 'deploy'),
@@ -550,7 +550,7 @@ describe('deployArtefact', () => {
     const cfg = parseConfig('instance: test-bot\njobdirs: jd\n', path.join(dir, 'nokey', 'site.yaml'));
     const item = await makeItem('eessi-2023.06-compat-linux-x86_64-1700000002.tar.gz');
     await Promise.all([item.artefactSig, item.provenanceSig, item.metadataSig].map((f) => fs.rm(f!)));
-    const r = await deployArtefact(cfg, createUploader(cfg), {
+    const r = await deployArtefact(cfg, await createUploader(cfg), {
       name: item.artefactName,
       workTree: path.dirname(item.artefact),
       outDir: path.join(path.dirname(item.artefact), 'deploy'),

@@ -65,6 +65,8 @@ export function exitWithError(err: unknown, command: string): never {
  * running server or poller) end the process with the same one-line report.
  */
 export function installProcessHandlers(currentCommand: () => string): void {
+  // Stacks that name the TypeScript sources (dist/ has source maps), when someone asked for stacks.
+  if (process.env.HPCBOT_DEBUG === '1') process.setSourceMapsEnabled(true);
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
     exitWithError(err, currentCommand());

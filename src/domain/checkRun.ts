@@ -123,8 +123,7 @@ export function renderCheckRun(job: JobView, opts: CheckRunOptions): CheckRunBod
   const outcome = jobOutcome(job);
   const conclusion = outcome.conclusion && (opts.currentHead ? outcome.conclusion : 'neutral');
   const secrets = opts.secrets ?? [];
-  const text =
-    opts.logTail && showsLogTail(outcome) ? renderLogTail(opts.logTail, secrets) : undefined;
+  const text = opts.logTail && showsLogTail(outcome) ? renderLogTail(opts.logTail, secrets) : undefined;
   return {
     name: checkRunName(data.instance, data.target),
     external_id: opts.externalId,

@@ -34,7 +34,7 @@ import {
   type EventRecord,
   type IncomingEvent,
 } from './eventStore.js';
-import { Journal, journalDir, readJournal, type Segment } from './journal.js';
+import { Journal, JournalBrokenError, journalDir, readJournal, type Segment } from './journal.js';
 
 export interface IngestOptions {
   logger?: Logger;
@@ -76,6 +76,7 @@ export class Ingest {
   private changeWaiters: (() => void)[] = [];
   private settleWaiters: { upTo: number; resolve: () => void }[] = [];
   private problem: string | undefined;
+  private journalBroken: string | undefined;
   /** Deliveries between the start of `accept` and its answer. */
   private accepting = 0;
   /** Of those, the ones waiting for room (MAX_PENDING_*): building must not wait for them. */
@@ -107,13 +108,11 @@ export class Ingest {
     for (;;) {
       const earlier = this.inFlight.get(record.delivery);
       if (earlier) {
-        if (
-          await earlier.then(
-            () => true,
-            () => false,
-          )
-        )
-          return { duplicate: true };
+        const firstStored = await earlier.then(
+          () => true,
+          () => false,
+        );
+        if (firstStored) return { duplicate: true };
         if (this.inFlight.get(record.delivery) === earlier) this.inFlight.delete(record.delivery);
         continue; // the first copy could not be stored; this one tries again
       }
@@ -141,12 +140,12 @@ export class Ingest {
 
   /** Why deliveries are not reaching the index right now (retried meanwhile), if they are not. */
   get trouble(): string | undefined {
-    return this.problem;
+    return this.journalBroken ?? this.problem;
   }
 
   /** Finish what was accepted (appends, builds, the last checkpoint) and close the journal. */
   async close(): Promise<void> {
-    const journal = await this.journal;
+    const journal = await this.journal?.catch(() => undefined);
     if (!journal) return;
     const last = await journal.close();
     if (last) this.closed.push(last);
@@ -162,13 +161,13 @@ export class Ingest {
       this.wakeBuilder();
       await this.changed().finally(() => this.waitingForRoom--);
     }
-    this.journal ??= Journal.open(journalDir(this.jobdirs));
-    const journal = await this.journal;
+    const journal = await this.openJournal();
     this.pendingBytes += contentLength(record);
     try {
       await journal.append(record);
     } catch (err) {
       this.pendingBytes -= contentLength(record);
+      if (err instanceof JournalBrokenError) this.journalBroken = err.message; // until a restart
       throw err;
     }
     this.accepted++;
@@ -176,6 +175,18 @@ export class Ingest {
     this.kickBuild();
     this.kickCheckpoint();
     return true;
+  }
+
+  /** Opened at the first delivery; a failed open is tried again at the next one. */
+  private openJournal(): Promise<Journal> {
+    if (!this.journal) {
+      const opening = Journal.open(journalDir(this.jobdirs));
+      opening.catch(() => {
+        if (this.journal === opening) this.journal = undefined;
+      });
+      this.journal = opening;
+    }
+    return this.journal;
   }
 
   private wakeBuilder(): void {

@@ -33,7 +33,7 @@ const MAGIC = Buffer.from('HBJ1', 'latin1');
 const HEADER_BYTES = 12;
 const SEGMENT_RE = /^(\d{16})\.jnl$/;
 
-/** The record as the buffers to write: header, then the body in two parts (no copy of the event). */
+/** The record as the buffers to write: header, then the body (the names, then the event's own parts). */
 export function encodeRecord(r: EventRecord): Buffer[] {
   const names = Buffer.from(`${r.delivery}\n${r.eventDir}\n`);
   const head = Buffer.allocUnsafe(HEADER_BYTES);
@@ -173,7 +173,14 @@ export class Journal {
     if (refused) return Promise.reject(refused);
     return new Promise((resolve, reject) => {
       this.waiting.push({ record, buffers: encodeRecord(record), resolve, reject });
-      this.writer ??= this.writeBatches().finally(() => (this.writer = undefined));
+      this.kick();
+    });
+  }
+
+  private kick(): void {
+    this.writer ??= this.writeBatches().finally(() => {
+      this.writer = undefined;
+      if (this.waiting.length > 0 && !this.broken) this.kick(); // arrived as the loop ended
     });
   }
 

@@ -100,7 +100,7 @@ export async function startDeploy(ctx: EventContext, sender: string): Promise<st
     successful.filter((j) => j.state.data.head_sha === head),
     policy,
   );
-  const uploader = createUploader(config);
+  const uploader = await createUploader(config);
   for (const job of current) {
     const outcomes = await deployJob(ctx, job, policy, uploader);
     await addDeployRows(ctx, job, outcomes);
@@ -119,7 +119,7 @@ async function deployJob(
   ctx: EventContext,
   job: PrJob,
   policy: 'all' | 'latest' | 'once',
-  uploader: ReturnType<typeof createUploader>,
+  uploader: Awaited<ReturnType<typeof createUploader>>,
 ): Promise<Outcome[]> {
   const { config, jobdirs, now } = ctx.work.deps;
   const d = job.state.data;

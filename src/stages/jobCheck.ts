@@ -84,9 +84,9 @@ async function writeCheckRun(
     if (id !== undefined) {
       work.deps.logger.info({ dir: work.dir, id }, 'found the check run a crashed attempt created');
       // What the crashed attempt sent may be what is due now: then there is nothing to write.
-      const sent = known.creating === digest ? { sent: digest } : {};
-      await save(work, { ...known, id, ...sent });
-      if (known.creating === digest) return;
+      const upToDate = known.creating === digest;
+      await save(work, { ...known, id, ...(upToDate ? { sent: digest } : {}) });
+      if (upToDate) return;
     }
   }
   if (id === undefined) {
@@ -102,7 +102,7 @@ async function writeCheckRun(
     return;
   }
   await github.updateCheckRun(repo, id, run);
-  await save(work, { ...work.state.data.check!, id, sent: digest });
+  await save(work, { ...known, surface: 'checks', id, sent: digest });
 }
 
 function save(work: JobWork, check: CheckRecord): Promise<void> {

@@ -239,10 +239,19 @@ export function createFileExclusiveSync(
       created = false;
     }
   } finally {
-    fsCallback.rmSync(tmp, { force: true });
+    removeFileSync(tmp);
   }
   if (opts.sync !== false) fsyncDirSync(path.dirname(file));
   return created;
+}
+
+/** unlinkSync, ignoring a file that is already gone. */
+function removeFileSync(file: string): void {
+  try {
+    fsCallback.unlinkSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
 }
 
 /**

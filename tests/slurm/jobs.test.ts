@@ -1,6 +1,6 @@
 /** Build jobs against the real single-node Slurm: the full cycle, failures, cancel, timeout, handovers, crashes. */
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { JobData } from '../../src/store/job.js';
 import { workTreeOf } from '../../src/store/workTree.js';
@@ -56,6 +56,26 @@ async function onlyJob(): Promise<string> {
 
 const stageIs = (stage: string) => async () =>
   (await jobDirsOf(h)).length === 1 && (await stageOf(await onlyJob())) === stage;
+/** Submitted and (with hold_release) released: the poller does both in one go. */
+const handedOver = async () =>
+  (await jobDirsOf(h)).length === 1 &&
+  ['released', 'running', 'finished'].includes((await stageOf(await onlyJob())) ?? '');
+
+/** Run `fn` with a `scontrol` on PATH that always fails (so a release fails and the job stays held). */
+async function withFailingScontrol<T>(fn: () => Promise<T>): Promise<T> {
+  const bin = path.join(h.root, 'failing-bin');
+  mkdirSync(bin, { recursive: true });
+  writeFileSync(path.join(bin, 'scontrol'), '#!/bin/sh\necho "scontrol: refused by the test" >&2\nexit 1\n', {
+    mode: 0o755,
+  });
+  const saved = process.env.PATH;
+  process.env.PATH = `${bin}:${saved}`;
+  try {
+    return await fn();
+  } finally {
+    process.env.PATH = saved;
+  }
+}
 
 function jobComment(): string {
   const c = h.fake.commentsOf(OWNER, REPO, PR).filter((x) => x.body.startsWith('New job on instance'));
@@ -73,12 +93,12 @@ describeSlurm('Slurm build jobs', () => {
       'bot/build.sh': PASSING_BOT['bot/build.sh'].replace('exit 0', 'sleep 3; exit 0'),
     });
     await storeComment(h, 'bot: build for:arch=x86_64/amd/zen4');
-    await tickUntil(h, stageIs('submitted'));
+    await tickUntil(h, handedOver);
     const dir = await onlyJob();
     const id = (await stateOf<JobData>(dir)).data.job_id!;
-    const queued = await slurm('squeue', ['--noheader', '-j', id, '-o', '%T|%r|%j|%k|%Z']);
+    const queued = await slurm('squeue', ['--noheader', '-t', 'all', '-j', id, '-o', '%j|%k|%Z']);
     expect(queued.trim()).toBe(
-      `PENDING|JobHeldUser|hpcbot-t${process.pid}-test|hpcbot:${(await stateOf<JobData>(dir)).data.submit_id}|${workTreeOf(dir)}`,
+      `hpcbot-t${process.pid}-test|hpcbot:${(await stateOf<JobData>(dir)).data.submit_id}|${workTreeOf(dir)}`,
     );
 
     await tickUntil(h, stageIs('finished'), 90_000, 500);
@@ -195,7 +215,7 @@ describeSlurm('Slurm build jobs', () => {
     h = await startHarness('', SLURM('    handover: delayed_begin\n    delay_begin_seconds: 3\n'));
     setUpPr(PASSING_BOT);
     await storeComment(h, 'bot: build for:arch=zen4');
-    await tickUntil(h, stageIs('submitted'));
+    await tickUntil(h, handedOver);
     const id = (await stateOf<JobData>(await onlyJob())).data.job_id!;
     const queued = await slurm('squeue', ['--noheader', '-j', id, '-o', '%T|%r']);
     expect(queued.trim()).toBe('PENDING|BeginTime');
@@ -209,8 +229,9 @@ describeSlurm('Slurm build jobs', () => {
     h = await startHarness('', SLURM());
     setUpPr(PASSING_BOT);
     await storeComment(h, 'bot: build for:arch=zen4');
-    // Advance in-process to `submitting`, then let a real poller process die right after sbatch.
-    await tickUntil(h, stageIs('submitting'));
+    // The event in-process (the job is prepared), then a real poller process that checks the job out,
+    // submits it and dies right after sbatch, before the job id is saved.
+    await tickUntil(h, stageIs('prepared'));
     const dir = await onlyJob();
     const code = await new Promise<number | null>((resolve) => {
       const child = spawn(
@@ -310,9 +331,13 @@ describeSlurm('Slurm build jobs', () => {
     h = await startHarness('', SLURM());
     openPr(h, PASSING_BOT);
     await storeComment(h, 'bot: build for:arch=zen4');
-    await tickUntil(h, stageIs('submitted'));
-    const dir = await onlyJob();
-    await cancelJob(h.deps, dir, 'test cancel');
+    // The release fails (and is retried later), so the job is still held when the cancel comes.
+    const dir = await withFailingScontrol(async () => {
+      await tickUntil(h, stageIs('submitted'));
+      const held = await onlyJob();
+      await cancelJob(h.deps, held, 'test cancel');
+      return held;
+    });
     await tickUntil(h, stageIs('cancelled'), 60_000, 500);
     const state = await stateOf<JobData>(dir);
     expect(state.data.scheduler_state).toBe('CANCELLED');

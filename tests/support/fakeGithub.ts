@@ -482,7 +482,9 @@ export class FakeGitHub {
     const b = (body ?? {}) as Record<string, unknown>;
     const problem =
       unknownKeys(b, CHECK_RUN_KEYS) ??
-      (b.name !== undefined && (typeof b.name !== 'string' || b.name === '') ? 'Invalid "name".' : undefined) ??
+      (b.name !== undefined && (typeof b.name !== 'string' || b.name === '')
+        ? 'Invalid "name".'
+        : undefined) ??
       checkRunFieldProblem(b, run);
     if (problem) return unprocessable(problem);
     applyCheckRunFields(run, b);
@@ -505,11 +507,7 @@ export class FakeGitHub {
     if (filter === 'latest') runs = runs.filter((r) => !runs.some((o) => o.name === r.name && o.id > r.id));
     runs = [...runs].reverse(); // newest first
     const [slice, links] = this.page(runs, url);
-    return [
-      200,
-      { total_count: runs.length, check_runs: slice.map((r) => this.checkRunJson(r)) },
-      links,
-    ];
+    return [200, { total_count: runs.length, check_runs: slice.map((r) => this.checkRunJson(r)) }, links];
   }
 
   private createStatus(owner: string, repo: string, sha: string, who: string, body: unknown): Answer {
@@ -799,7 +797,10 @@ function forbidden(message: string): Answer {
 }
 
 function unprocessable(message: string): Answer {
-  return [422, { message: `Invalid request.\n\n${message}`, documentation_url: 'https://docs.github.com/rest' }];
+  return [
+    422,
+    { message: `Invalid request.\n\n${message}`, documentation_url: 'https://docs.github.com/rest' },
+  ];
 }
 
 /** The body fields of "Update a check run" (creating also takes head_sha). */
@@ -834,7 +835,10 @@ function unknownKeys(body: Record<string, unknown>, allowed: string[]): string |
 }
 
 /** What GitHub would refuse in a check run's fields; `existing` is the run being updated. */
-function checkRunFieldProblem(b: Record<string, unknown>, existing: FakeCheckRun | undefined): string | undefined {
+function checkRunFieldProblem(
+  b: Record<string, unknown>,
+  existing: FakeCheckRun | undefined,
+): string | undefined {
   if (b.status !== undefined && !CHECK_STATUSES.includes(b.status as string))
     return `Invalid "status": ${String(b.status)}`;
   if (b.conclusion === 'stale') return 'Conclusion cannot be set to stale; only GitHub can set it.';
@@ -877,7 +881,9 @@ function applyCheckRunFields(run: FakeCheckRun, b: Record<string, unknown>): voi
   } else if (b.status !== undefined && b.status !== 'completed') run.conclusion = null;
   if (run.status === 'completed')
     run.completed_at =
-      (b.completed_at as string | undefined) ?? run.completed_at ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+      (b.completed_at as string | undefined) ??
+      run.completed_at ??
+      new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   else run.completed_at = null;
   if (run.status !== 'queued' && run.started_at === null)
     run.started_at = new Date().toISOString().replace(/\.\d+Z$/, 'Z');

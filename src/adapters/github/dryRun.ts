@@ -191,7 +191,9 @@ export class DryRunChecks {
     }
     let found: number | undefined;
     for (const file of names.filter((n) => /^\d+\.json$/.test(n))) {
-      const run = JSON.parse(await fs.readFile(path.join(dir, file), 'utf8')) as { id: number } & CheckRunBody;
+      const run = JSON.parse(await fs.readFile(path.join(dir, file), 'utf8')) as {
+        id: number;
+      } & CheckRunBody;
       if (run.name === name && run.external_id === externalId) found = Math.max(found ?? 0, run.id);
     }
     return found;

@@ -73,7 +73,7 @@ export class ErrorMapper {
   private accessHint(repo: RepoRef | undefined): string {
     if (!repo) return this.authHint();
     return this.auth.kind === 'app'
-      ? `is the App installed on ${ref(repo)} with the needed permissions (issues and pull requests: write, members: read)?`
+      ? `is the App installed on ${ref(repo)} with the needed permissions (issues, pull requests and checks: write, members: read)?`
       : this.auth.kind === 'token'
         ? `can the token in $${this.auth.envName} see ${ref(repo)} with the needed scopes?`
         : `without credentials only public data is visible; ${this.authHint()}`;

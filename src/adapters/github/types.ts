@@ -58,18 +58,12 @@ export interface PullsApi {
   whoAmI(): Promise<string | undefined>;
 }
 
-
 /** Where a job's state shows on its commit: check runs need an App; a personal token writes commit statuses. */
 export type CheckSurface = 'checks' | 'statuses';
 
 export type CheckRunStatus = 'queued' | 'in_progress' | 'completed';
 export type CheckRunConclusion =
-  | 'success'
-  | 'failure'
-  | 'cancelled'
-  | 'timed_out'
-  | 'action_required'
-  | 'neutral';
+  'success' | 'failure' | 'cancelled' | 'timed_out' | 'action_required' | 'neutral';
 
 /** A check run as the bot writes it (GitHub's field names); `conclusion` is given exactly when completed. */
 export interface CheckRunBody {

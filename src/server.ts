@@ -159,7 +159,7 @@ export function createApp(opts: ServerOptions): express.Express {
     }
     if (event === 'ping') return { status: 200, outcome: 'ping', json: { pong: true } };
 
-    const where = classifyEvent(event, payload);
+    const where = classifyEvent(event, payload, { appId: config.github.app_id });
     if ('invalid' in where) throw new HttpError(400, where.invalid);
     if (!where.store)
       return { status: 202, outcome: 'ignored', json: { delivery, stored: false, reason: where.reason } };

@@ -6,6 +6,7 @@
  * markdown or HTML.
  */
 import type {
+  CheckRunAction,
   CheckRunBody,
   CheckRunConclusion,
   CheckRunStatus,
@@ -98,6 +99,21 @@ function finishedOutcome(data: JobData): Outcome {
   return ended('success', 'Build succeeded');
 }
 
+/** The run's buttons; a press comes back as `check_run.requested_action` (src/stages/checkRunActions.ts). */
+export const CHECK_ACTIONS = {
+  rebuild: { label: 'Rebuild', description: 'Build this target again at the PR head', identifier: 'rebuild' },
+  cancel: { label: 'Cancel', description: 'Cancel this build job', identifier: 'cancel' },
+} as const satisfies Record<string, CheckRunAction>;
+
+/** Conclusions a Rebuild may fix (a superseded run is `neutral`: the new head gets runs of its own). */
+const REBUILDABLE = new Set<CheckRunConclusion>(['failure', 'cancelled', 'timed_out', 'action_required']);
+
+/** Pure: an active run can be cancelled; one that ended badly at the current head can be rebuilt. */
+export function checkRunActions(status: CheckRunStatus, conclusion?: CheckRunConclusion): CheckRunAction[] {
+  if (status !== 'completed') return [CHECK_ACTIONS.cancel];
+  return conclusion && REBUILDABLE.has(conclusion) ? [CHECK_ACTIONS.rebuild] : [];
+}
+
 /** Pure: whether the check run shows the job's log tail (so whether the caller needs to read it). */
 export function showsLogTail(outcome: Outcome): boolean {
   return (
@@ -136,6 +152,7 @@ export function renderCheckRun(job: JobView, opts: CheckRunOptions): CheckRunBod
       summary: fitOutput(scrub(renderSummary(job, opts.externalId), secrets)),
       ...(text !== undefined ? { text } : {}),
     },
+    actions: checkRunActions(outcome.status, conclusion),
   };
 }
 

@@ -35,6 +35,10 @@ const PR_EVENTS = new Set([
 ]);
 /** Repo-level events kept for the record (a renamed, archived or deleted repository). */
 const REPO_EVENTS = new Set(['repository']);
+/** Presses of a check run's buttons: a Rebuild or Cancel button, or GitHub's own "Re-run" (rerequested). */
+const CHECK_RUN_ACTIONS = new Set(['requested_action', 'rerequested']);
+/** A job's external_id: its dir relative to jobdirs, `<YYYY.MM>/<owner>/<repo>/pr_<N>/event_<id>/...`. */
+const JOB_DIR_PR = /^\d{4}\.\d{2}\/([^/]+)\/([^/]+)\/pr_(\d{1,9})\//;
 
 export type Classification =
   | { store: true; owner: string; repo: string; scope: EventScope }
@@ -48,13 +52,28 @@ interface PayloadShape {
   pull_request?: { number?: unknown };
   issue?: { number?: unknown; pull_request?: unknown };
   installation?: { id?: unknown };
+  check_run?: {
+    name?: unknown;
+    external_id?: unknown;
+    app?: { id?: unknown };
+    pull_requests?: Array<{ number?: unknown }>;
+  };
+}
+
+export interface ClassifyOptions {
+  /** `github.app_id`: check runs of any other App are dropped. Without it, only runs named `hpcbot/...`. */
+  appId?: number;
 }
 
 /** Decide where (and whether) an event is stored. Names that could build odd paths are `invalid`. */
-export function classifyEvent(event: string, payload: unknown): Classification {
+export function classifyEvent(event: string, payload: unknown, opts: ClassifyOptions = {}): Classification {
   const p = (payload ?? {}) as PayloadShape;
   let scope: EventScope | undefined;
-  if (PR_EVENTS.has(event)) {
+  if (event === 'check_run') {
+    const where = checkRunScope(p, opts);
+    if ('reason' in where) return { store: false, reason: where.reason };
+    scope = where;
+  } else if (PR_EVENTS.has(event)) {
     const n = p.pull_request?.number ?? p.number;
     if (!isPrNumber(n)) return { invalid: `${event} payload has no valid pull_request.number` };
     scope = { kind: 'pr', number: n };
@@ -73,6 +92,31 @@ export function classifyEvent(event: string, payload: unknown): Classification {
   if (!isValidOwner(owner)) return { invalid: `repository.owner.login is not a valid GitHub login` };
   if (!isValidRepoName(repo)) return { invalid: `repository.name is not a valid GitHub repository name` };
   return { store: true, owner, repo, scope };
+}
+
+/**
+ * A button press on one of the bot's check runs is stored under the PR of the job it names (its
+ * external_id, when that is a job dir of this repository), else under `check_run.pull_requests[0]`,
+ * else under the repository (`_repo`). GitHub leaves `pull_requests` empty for PRs from forks, which
+ * is why the job dir comes first; the poller checks every part of it again.
+ */
+function checkRunScope(p: PayloadShape, opts: ClassifyOptions): EventScope | { reason: string } {
+  if (!CHECK_RUN_ACTIONS.has(String(p.action)))
+    return { reason: `check_run ${String(p.action)}: only button presses and re-runs are acted on` };
+  const run = p.check_run ?? {};
+  if (opts.appId !== undefined ? run.app?.id !== opts.appId : !String(run.name).startsWith('hpcbot/'))
+    return { reason: 'a check run of another app' };
+  const fromJob = typeof run.external_id === 'string' ? JOB_DIR_PR.exec(run.external_id) : null;
+  const jobPr = fromJob && Number(fromJob[3]);
+  if (
+    fromJob &&
+    fromJob[1] === p.repository?.owner?.login &&
+    fromJob[2] === p.repository?.name &&
+    isPrNumber(jobPr)
+  )
+    return { kind: 'pr', number: jobPr };
+  const listed = Array.isArray(run.pull_requests) ? run.pull_requests[0]?.number : undefined;
+  return isPrNumber(listed) ? { kind: 'pr', number: listed } : { kind: 'repo' };
 }
 
 function isPrNumber(n: unknown): n is number {

@@ -7,6 +7,7 @@ import { readEventFile, type StoredEvent } from '../ingest/eventStore.js';
 import type { RepoRef } from '../adapters/github/index.js';
 import { transition } from '../store/state.js';
 import type { PullRequestRef, WorkDir } from './context.js';
+import { handleCheckRunAction } from './checkRunActions.js';
 import { handleCommentCommands } from './commentCommands.js';
 import { handleClosed } from './cleanup.js';
 import { handleLabeled, handleOpened, handleSynchronize } from './pullRequest.js';
@@ -41,6 +42,8 @@ const HANDLERS: Record<string, EventHandler> = {
   'pull_request.labeled': handleLabeled,
   'pull_request.synchronize': handleSynchronize,
   'pull_request.closed': handleClosed,
+  'check_run.requested_action': handleCheckRunAction,
+  'check_run.rerequested': handleCheckRunAction,
 };
 
 export function routeEvent(event: string, action: string | null): EventHandler | { ignore: string } {

@@ -72,6 +72,9 @@ export const payloads = {
   ping: () => example('ping', (x) => x.repository !== undefined),
   push: () => example('push'),
   repositoryRenamed: () => example('repository', (x) => x.action === 'renamed'),
+  /** A press of a check run's button (the example's run is another app's: tests put in the bot's). */
+  checkRunRequestedAction: () => example('check_run', (x) => x.action === 'requested_action'),
+  checkRunRerequested: () => example('check_run', (x) => x.action === 'rerequested'),
 };
 
 export type PayloadName = keyof typeof payloads;

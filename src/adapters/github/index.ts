@@ -17,6 +17,7 @@ export type { GitHubOptions } from './client.js';
 export { GitHubError } from './errors.js';
 export { cloneUrlFor } from './pulls.js';
 export type {
+  CheckRunAction,
   CheckRunBody,
   CheckRunConclusion,
   CheckRunStatus,

@@ -74,6 +74,15 @@ export interface CheckRunBody {
   started_at?: string;
   completed_at?: string;
   output: { title: string; summary: string; text?: string };
+  /** The run's buttons; GitHub keeps the last list sent, so an empty one takes them away. */
+  actions?: CheckRunAction[];
+}
+
+/** A `requested_action` button: label ≤ 20, description ≤ 40, identifier ≤ 20 characters; at most 3. */
+export interface CheckRunAction {
+  label: string;
+  description: string;
+  identifier: string;
 }
 
 /** A commit status as the bot writes it; the same `context` replaces the previous one, target_url is left out. */

@@ -8,6 +8,7 @@ import path from 'node:path';
 import pino, { type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 import pretty from 'pino-pretty';
 import type { JobData } from './store/job.js';
+import { prOfRelativeDir } from './store/jobdirs.js';
 
 export type { Logger };
 
@@ -93,10 +94,7 @@ export function prName(pr: { repo: { owner: string; repo: string }; number?: num
 
 /** Pure: the pull request a directory under jobdirs belongs to (`<month>/<owner>/<repo>/pr_<N>/...`). */
 export function prOfDir(root: string, dir: string): string | undefined {
-  const [, owner, repo, scope] = path.relative(root, dir).split(path.sep);
-  if (!owner || !repo || !scope) return undefined;
-  const n = /^pr_(\d+)$/.exec(scope)?.[1];
-  return prName({ repo: { owner, repo }, ...(n ? { number: Number(n) } : {}) });
+  return prOfRelativeDir(path.relative(root, dir));
 }
 
 /** The fields that name a job in a log line: its pull request, build target and (once submitted) job id. */

@@ -23,7 +23,7 @@ import {
   type TickSummary,
 } from '../store/heartbeat.js';
 import { ACTIVE_JOB_STAGES } from '../store/job.js';
-import { JobDirs } from '../store/jobdirs.js';
+import { JobDirs, prOfRelativeDir } from '../store/jobdirs.js';
 import { FINAL_STAGES, STATE_FILE, type DirState } from '../store/state.js';
 
 /** A heartbeat older than this, from a process that still exists, means the process is stuck. */
@@ -217,11 +217,12 @@ export async function collectStatus(located: Located, now = new Date()): Promise
 
   const deliveries = claims.map(({ id, at, rel }): DeliveryStatus => {
     const state = states.get(path.join(jobdirs.root, rel));
+    const pr = prOfRelativeDir(rel);
     return {
       id,
       at,
       dir: rel,
-      ...(prOfEventDir(rel) && { pr: prOfEventDir(rel) }),
+      ...(pr && { pr }),
       ...(state && { event: state.event, action: state.action, stage: state.stage }),
     };
   });
@@ -240,14 +241,6 @@ export async function collectStatus(located: Located, now = new Date()): Promise
     retrying,
     deliveries,
   };
-}
-
-/** Pure: `owner/repo#N` (or `owner/repo`) from `<month>/<owner>/<repo>/<pr_N|_repo>/event_<id>`. */
-export function prOfEventDir(rel: string): string | undefined {
-  const [, owner, repo, scope] = rel.split(/[\\/]/);
-  if (!owner || !repo || !scope) return undefined;
-  const n = /^pr_(\d+)$/.exec(scope)?.[1];
-  return n ? `${owner}/${repo}#${n}` : `${owner}/${repo}`;
 }
 
 /**

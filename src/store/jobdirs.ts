@@ -28,6 +28,17 @@ export function isValidDeliveryId(id: unknown): id is string {
   return typeof id === 'string' && DELIVERY_RE.test(id);
 }
 
+/**
+ * Pure: the pull request (`owner/repo#N`), or the repository, a path relative to jobdirs belongs to
+ * (`<month>/<owner>/<repo>/pr_<N>/...` or `.../_repo/...`); undefined outside that layout.
+ */
+export function prOfRelativeDir(rel: string): string | undefined {
+  const [, owner, repo, scope] = rel.split(/[\\/]/);
+  if (!owner || !repo || !scope) return undefined;
+  const n = /^pr_(\d+)$/.exec(scope)?.[1];
+  return n ? `${owner}/${repo}#${n}` : `${owner}/${repo}`;
+}
+
 export type EventScope = { kind: 'pr'; number: number } | { kind: 'repo' };
 
 export function monthDir(date: Date): string {

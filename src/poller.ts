@@ -351,13 +351,9 @@ export function byPullRequest<W extends { dir: string }>(root: string, works: W[
 
 /** Run at most `limit` lanes at once; the items of a lane one after another. `advance` must not throw. */
 async function inLanes<T>(lanes: T[][], limit: number, advance: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < lanes.length) {
-      for (const item of lanes[next++]!) await advance(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, lanes.length) }, worker));
+  await inParallel(lanes, limit, async (lane) => {
+    for (const item of lane) await advance(item);
+  });
 }
 
 /**

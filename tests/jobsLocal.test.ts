@@ -242,4 +242,28 @@ describe('more of the job flow on the local backend', () => {
     expect(failure).toContain('Tip: check that the repository is reachable');
     expect((await stateOf<JobData>((await jobDirsOf(h))[0]!)).data.job_id).toBeUndefined();
   });
+
+  test('the jobs of one comment share one fetch and build the same merge, however many build lines it has', async () => {
+    h = await startHarness(
+      [
+        '    zen2:',
+        '      os: linux',
+        '      cpu_subdir: x86_64/amd/zen2',
+        '      repo_targets: [eessi-test]',
+      ].join('\n'),
+    );
+    setUpPr();
+    await storeComment(h, 'bot: build for:arch=x86_64/amd/zen4\nbot: build for:arch=x86_64/amd/zen2');
+    await tickUntil(h, async () => {
+      const dirs = await jobDirsOf(h);
+      return dirs.length === 2 && (await Promise.all(dirs.map(stageOf))).every((s) => s === 'finished');
+    });
+    // Each fetch over smart HTTP starts with one GET of info/refs.
+    const fetches = h.fake.gitCalls.filter((c) => c.method === 'GET' && c.path.endsWith('/info/refs'));
+    expect(fetches).toHaveLength(1);
+    const merges = await Promise.all(
+      (await jobDirsOf(h)).map(async (d) => (await stateOf<JobData>(d)).data.merge_sha),
+    );
+    expect(new Set(merges).size).toBe(1);
+  });
 });

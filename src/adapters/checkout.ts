@@ -1,9 +1,10 @@
 /**
  * Checking out a PR for its jobs, as GitHub's merge ref would: the PR head merged into the current base.
  *
- * - One bare mirror per repository (`jobdirs/mirrors/<owner>/<repo>.git`) and ONE fetch per run: the first
- *   job of a run fetches, merges (in the bare mirror, with `git merge-tree`) and records the SHAs in
- *   `run_NNN/checkout.json`; the other jobs of the run reuse that record.
+ * - One bare mirror per repository (`jobdirs/mirrors/<owner>/<repo>.git`) and ONE fetch per event: the
+ *   first job of a command fetches, merges (in the bare mirror, with `git merge-tree`) and records the
+ *   SHAs in `event_<id>/checkout.json`; the other jobs of that event (all its `bot: build` lines and
+ *   their targets) reuse that record, so they build the same merge.
  * - Each job's work tree (`<jobdir>/work`) becomes a cheap checkout of the merge commit: `git init` plus
  *   an alternates link to the mirror's objects, so no object is copied.
  * - Every attempt checks out into a fresh `work.partial/` and renames it into place, so an attempt killed
@@ -75,8 +76,8 @@ function oneAtATimePerRepo<T>(repo: string, fn: () => Promise<T>): Promise<T> {
 }
 
 export async function prepareJobCheckout(work: WorkDir<JobData>): Promise<CheckoutShas> {
-  const runDir = path.dirname(path.dirname(work.dir));
-  const record = path.join(runDir, 'checkout.json');
+  const eventDir = path.dirname(path.dirname(path.dirname(work.dir)));
+  const record = path.join(eventDir, 'checkout.json');
   const shas =
     (await readJsonIfExists<CheckoutShas & { mirror: string }>(record)) ??
     (await oneAtATimePerRepo(`${work.state.data.pr.owner}/${work.state.data.pr.repo}`, () =>

@@ -440,7 +440,7 @@ function buildComment(pr: number, targets: number) {
   p.repository!.owner.login = OWNER;
   p.repository!.name = REPO;
   p.issue!.number = pr;
-  p.installation = { id: 4242 };
+  p.installation = { id: 4242, node_id: 'I_fake4242' };
   const comment = p.comment as { id: number; body: string; user: { login: string } };
   comment.id = 900_000 + pr;
   comment.body = `bot: build for:arch=${archOf(targets)}`;

@@ -2,7 +2,7 @@
 # Debian packages the test suite needs besides Slurm (scripts/slurm-dev-cluster.sh installs those).
 # Run as root on a dev or CI machine; already-installed packages are skipped.
 set -euo pipefail
-PACKAGES=(zstd)
+PACKAGES=(zstd chromium awscli jq)
 missing=()
 for p in "${PACKAGES[@]}"; do
   [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || missing+=("$p")

@@ -25,7 +25,7 @@ STATE=/var/lib/hpcbot-slurm
 LOG=/var/log/hpcbot-slurm
 RUN=/run/hpcbot-slurm
 MYSOCK=$RUN/mysql/mysqld.sock
-PACKAGES=(munge slurmctld slurmd slurm-client slurmdbd mariadb-server)
+PACKAGES=(munge slurmctld slurmd slurm-client slurmdbd mariadb-server slurm-wlm-torque)
 DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd) # start order; stop is the reverse
 T0=$(date +%s%N)
 

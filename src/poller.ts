@@ -14,12 +14,18 @@ import cron from 'node-cron';
 import type { Logger } from 'pino';
 import type { Config } from './config/config.js';
 import { LiveConfig, POLLER_RESTART_ONLY, type LiveConfigOptions } from './config/liveConfig.js';
-import { writeHeartbeat, type BackendHealth } from './store/heartbeat.js';
+import { readHeartbeat, writeHeartbeat, type BackendHealth } from './store/heartbeat.js';
+import { measuredBackend, recordTick, type TickSample } from './store/metrics.js';
+import { EXIT_RESTART, followRelease, noteStart, selfUpdateIfDue } from './selfUpdate/release.js';
 import { createBackend } from './adapters/schedulers/index.js';
 import { JobAccount } from './adapters/jobUser.js';
 import { workTreeOf } from './store/workTree.js';
 import { BackendUnavailableError, type Backend, type JobObservation } from './adapters/schedulers/types.js';
 import { createGitHub, type GitHubApi } from './adapters/github/index.js';
+import type { GitHubCall } from './adapters/github/client.js';
+import { createDeliveries } from './adapters/github/deliveries.js';
+import { startPullLoop } from './ingest/pull.js';
+import { applyHealthNotes, notesWanted, refreshPartitions } from './stages/healthNotes.js';
 import type { JobData } from './store/job.js';
 import { JobDirs } from './store/jobdirs.js';
 import { acquireLock, LockBusyError, waitForLock } from './store/lock.js';
@@ -43,7 +49,7 @@ import {
 import { ReplyBudget, ReplyBudgetSpentError, type StageDeps, type WorkDir } from './stages/context.js';
 import type { EventData } from './stages/event.js';
 import { advanceWorkDir, loadWorkDir } from './stages/index.js';
-import { publishJob } from './stages/job.js';
+import { publishJob, readSlotJobs } from './stages/job.js';
 import { prOfDir } from './log.js';
 
 export interface PollerCliOptions {
@@ -69,8 +75,9 @@ type AnyWork = WorkDir<EventData> | WorkDir<JobData>;
 
 /**
  * One tick over `only` (operator runs) or over the whole pending-work index. Job directories
- * (tracking, submission) go first, events after them, so that no flood of comments delays a job.
- * Within each of the two, `poller.concurrency` pull requests advance side by side, and the
+ * (tracking, submission) go first, then jobs to check out (at most CHECKOUT_CONCURRENCY pull requests
+ * at once), events last, so that no flood of comments or checkouts delays a job.
+ * Within each group, `poller.concurrency` pull requests advance side by side, and the
  * directories of one pull request one after another, in index order. A command that acts on a job
  * pending in the same tick (cancel, supersede) therefore reaches it one tick later. Once the tick has
  * posted `poller.max_replies_per_tick` replies, no further event starts; they wait for the next tick.
@@ -146,7 +153,15 @@ export async function runTick(deps: StageDeps, only?: string[]): Promise<TickRep
     await settle(tick, p, ok, observations, nextCache);
   };
   const lanes = (group: Pending[]) => byPullRequest(jobdirs.root, group);
-  await inLanes(lanes(changed.filter((p) => p.entry.kind === 'job')), config.poller.concurrency, advance);
+  // Tracking and submission first; then checkouts (a fetch, a merge, thousands of files), a few at a
+  // time, so they never hold up another PR's jobs. Jobs waiting for a slot (`limits:`) are among the
+  // latter and decide on one picture of the jobs, taken once tracking is done.
+  const jobs = changed.filter((p) => p.entry.kind === 'job');
+  const toCheckOut = (p: Pending) => p.entry.stage === 'prepared' || p.entry.stage === 'queued';
+  await inLanes(lanes(jobs.filter((p) => !toCheckOut(p))), config.poller.concurrency, advance);
+  tick.slotJobs = once(() => readSlotJobs(tick));
+  await inLanes(lanes(jobs.filter(toCheckOut)), CHECKOUT_CONCURRENCY, advance);
+  delete tick.slotJobs; // events (cancels) change the picture
   await inLanes(lanes(changed.filter((p) => p.entry.kind !== 'job')), config.poller.concurrency, advance);
   await inLanes(lanes(toPublish), config.poller.concurrency, publish);
   report.young = countYoung(nextCache.values(), now());
@@ -159,6 +174,9 @@ export async function runTick(deps: StageDeps, only?: string[]): Promise<TickRep
   }
   return report;
 }
+
+/** Pull requests whose jobs are being checked out at once (each lane fetches once, then checks out). */
+const CHECKOUT_CONCURRENCY = 2;
 
 /** State files are read this many at a time when the tick cache does not know them. */
 const LOAD_CONCURRENCY = 16;
@@ -206,6 +224,12 @@ function unchanged(entry: IndexEntry, observations: Map<string, JobObservation> 
   if (entry.kind !== 'job' || !entry.stage || !OBSERVED_STAGES.has(entry.stage) || !entry.jobId) return false;
   if (!observations) return true;
   return entry.observed !== undefined && entry.observed === observationKey(observations.get(entry.jobId));
+}
+
+/** `fn`'s first result, shared by every later call. */
+function once<T>(fn: () => Promise<T>): () => Promise<T> {
+  let result: Promise<T> | undefined;
+  return () => (result ??= fn());
 }
 
 /** Call `fn` on every item, at most `limit` calls in flight. */
@@ -325,6 +349,8 @@ async function settle(
 export const YOUNG_JOB_MS = 5 * 60_000;
 const YOUNG_JOB_TICK_MS = 1000;
 const HEARTBEAT_MS = 30_000;
+/** sinfo is asked at most this often (it is one call, but ticks come every second while jobs are young). */
+const PARTITIONS_EVERY_MS = 15_000;
 
 /** Pure: how many pending jobs are young (submitted in the last YOUNG_JOB_MS, not yet final). */
 export function countYoung(entries: Iterable<IndexEntry>, now: Date): number {
@@ -435,14 +461,18 @@ export async function replayEvent(deps: StageDeps, dir: string): Promise<void> {
   await deps.jobdirs.enqueue(dir);
 }
 
-export function createDeps(config: Config, logger: Logger): StageDeps {
+export function createDeps(
+  config: Config,
+  logger: Logger,
+  onGitHubCall?: (call: GitHubCall) => void,
+): StageDeps {
   const jobdirs = new JobDirs(config.jobdirs);
   const account = new JobAccount(config.backend.run_as);
   return {
     config,
     logger,
     jobdirs,
-    github: createGitHub(config, logger),
+    github: createGitHub(config, logger, process.env, onGitHubCall && { onResponse: onGitHubCall }),
     backend: createBackend(config, logger, jobdirs, account),
     account,
     now: () => new Date(),
@@ -457,22 +487,29 @@ export function createDeps(config: Config, logger: Logger): StageDeps {
 export class LivePoller {
   readonly live: LiveConfig;
   private current: StageDeps;
+  /** The scheduler's health during a tick; read from the heartbeat, which keeps it across restarts. */
   private backendHealth: BackendHealth = {};
+  /** When sinfo was last asked; whether active jobs may carry health rows (unknown after a start). */
+  private partitionsAskedAt = 0;
+  private notesMayBeOut = true;
+  /** The GitHub calls of the tick in progress, for the metrics file. */
+  private readonly githubCalls: GitHubCall[] = [];
 
   constructor(
     config: Config,
     opts: Pick<LiveConfigOptions, 'logger' | 'env' | 'warnings'> & {
-      makeDeps: (config: Config) => StageDeps;
+      makeDeps: (config: Config, onGitHubCall: (call: GitHubCall) => void) => StageDeps;
     },
   ) {
-    this.current = opts.makeDeps(config);
+    const onGitHubCall = (call: GitHubCall) => void this.githubCalls.push(call);
+    this.current = opts.makeDeps(config, onGitHubCall);
     this.live = new LiveConfig(config, {
       logger: opts.logger,
       env: opts.env,
       warnings: opts.warnings,
       restartOnly: POLLER_RESTART_ONLY,
       // Adapters that cannot be built from the new file (say, an unset token variable) reject it.
-      accept: async (next) => void (this.current = opts.makeDeps(next)),
+      accept: async (next) => void (this.current = opts.makeDeps(next, onGitHubCall)),
     });
   }
 
@@ -486,7 +523,25 @@ export class LivePoller {
     const deps = await this.deps();
     const at = deps.now();
     const started = performance.now();
-    const report = await runTick({ ...deps, backend: this.noteAnswers(deps.backend, deps.now) }, only);
+    this.backendHealth = (await readHeartbeat(deps.jobdirs.root, 'poller'))?.backend ?? {};
+    const schedulerCalls: TickSample['schedulerCalls'] = [];
+    const backend = measuredBackend(this.noteAnswers(deps.backend, deps.now), schedulerCalls);
+    let report: TickReport | undefined;
+    try {
+      report = await runTick({ ...deps, backend }, only);
+    } finally {
+      const sample = { at: deps.now().toISOString(), seconds: (performance.now() - started) / 1000 };
+      const githubCalls = this.githubCalls.splice(0);
+      await recordTick(deps.jobdirs.root, {
+        ...sample,
+        ok: report !== undefined,
+        schedulerCalls,
+        githubCalls,
+      }).catch((err: unknown) =>
+        deps.logger.warn({ err: (err as Error).message }, 'cannot write the metrics file'),
+      );
+    }
+    if (!only) await this.noteHealth(deps);
     await writeHeartbeat(deps.jobdirs.root, 'poller', {
       config: this.live.health,
       lastTick: { at: at.toISOString(), ms: Math.round(performance.now() - started), report: { ...report } },
@@ -495,6 +550,25 @@ export class LivePoller {
       deps.logger.warn({ err: (err as Error).message }, 'cannot write the heartbeat'),
     );
     return report;
+  }
+
+  /**
+   * Partition states (sinfo, at most every PARTITIONS_EVERY_MS) and the health rows of active jobs
+   * (src/stages/healthNotes.ts). Never fails a tick.
+   */
+  private async noteHealth(deps: StageDeps): Promise<void> {
+    try {
+      if (Date.now() - this.partitionsAskedAt >= PARTITIONS_EVERY_MS) {
+        this.partitionsAskedAt = Date.now();
+        this.backendHealth = await refreshPartitions(deps, this.backendHealth);
+      }
+      if (this.notesMayBeOut || notesWanted(this.backendHealth, deps.config.health.alert_after, deps.now())) {
+        const flagged = await applyHealthNotes(deps, this.backendHealth);
+        this.notesMayBeOut = flagged > 0;
+      }
+    } catch (err) {
+      deps.logger.warn({ err: (err as Error).message }, 'cannot bring the health notes of jobs up to date');
+    }
   }
 
   /** `backend`, with each answer of the scheduler (or its silence) noted for the heartbeat. */
@@ -508,11 +582,13 @@ export class LivePoller {
       observe: async (...args) => {
         try {
           const seen = await backend.observe(...args);
-          this.backendHealth = { ...this.backendHealth, lastOk: now().toISOString() };
+          const { unreachableSince: _back, ...health } = this.backendHealth;
+          this.backendHealth = { ...health, lastOk: now().toISOString() };
           return seen;
         } catch (err) {
           const lastError = { at: now().toISOString(), message: (err as Error).message };
-          this.backendHealth = { ...this.backendHealth, lastError };
+          const unreachableSince = this.backendHealth.unreachableSince ?? lastError.at;
+          this.backendHealth = { ...this.backendHealth, lastError, unreachableSince };
           throw err;
         }
       },
@@ -526,7 +602,11 @@ export async function runPollerCommand(
   opts: PollerCliOptions,
   warnings: string[] = [],
 ): Promise<number> {
-  const poller = new LivePoller(config, { logger, warnings, makeDeps: (c) => createDeps(c, logger) });
+  const poller = new LivePoller(config, {
+    logger,
+    warnings,
+    makeDeps: (c, onGitHubCall) => createDeps(c, logger, onGitHubCall),
+  });
   // jobdirs and the schedule are bound here for the life of the process (POLLER_RESTART_ONLY).
   const jobdirs = new JobDirs(config.jobdirs);
   await jobdirs.ensureBaseDirs();
@@ -550,6 +630,19 @@ export async function runPollerCommand(
       await lock.release();
     }
   }
+
+  // A release that keeps crashing after a self-update is switched back here (src/selfUpdate/).
+  let exitCode = 0;
+  const restart = () => {
+    exitCode = EXIT_RESTART;
+    process.kill(process.pid, 'SIGTERM');
+  };
+  if (config.self_update) {
+    const lock = await waitForLock(lockFile, 120_000);
+    const rolledBack = await noteStart(config).finally(() => lock.release());
+    if (rolledBack) return EXIT_RESTART;
+  }
+  const unfollow = config.self_update ? followRelease(config.self_update, restart) : () => {};
 
   // Long-running: cron ticks, a wake-up when the server adds to the pending-work index, and a look
   // every second while jobs are young (just submitted, about to start or end).
@@ -579,6 +672,7 @@ export async function runPollerCommand(
           const report = await poller.tick();
           // What the tick did is in its own lines (job submitted, command received ...); failures stand out.
           logger[report.failed ? 'info' : 'debug'](report, 'tick done');
+          if (await selfUpdateIfDue(poller.live.config, logger)) restart();
           if (report.young > 0) {
             clearTimeout(soon);
             soon = setTimeout(() => void tick(), Math.max(0, YOUNG_JOB_TICK_MS - (Date.now() - started)));
@@ -599,6 +693,14 @@ export async function runPollerCommand(
     debounce = setTimeout(() => void tick(), 50);
   });
   const task = cron.schedule(config.poller.schedule, () => void tick());
+  // ingest.mode pull/both: deliveries come from GitHub's list, stored like the server stores them.
+  const stopPulling = startPullLoop({
+    jobdirs,
+    logger,
+    config: () => poller.live.config,
+    makeDeliveries: (c) => createDeliveries(c, logger),
+    onHealth: (ingest) => writeHeartbeat(jobdirs.root, 'poller', { ingest }).then(() => undefined),
+  });
   logger.info(`poller started: schedule "${config.poller.schedule}", watching ${jobdirs.queueDir}`);
   // SIGHUP asks for a tick now, which reads site.yaml again (and must not end the process).
   const onHangup = () => void tick();
@@ -615,13 +717,14 @@ export async function runPollerCommand(
       clearTimeout(soon);
       clearInterval(heartbeat);
       process.off('SIGHUP', onHangup);
+      unfollow();
       void task.stop();
-      resolve();
+      void stopPulling().then(resolve);
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
   await tick();
   await stopped;
-  return 0;
+  return exitCode;
 }

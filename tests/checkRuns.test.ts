@@ -13,11 +13,9 @@ import type { Backend, JobObservation } from '../src/adapters/schedulers/types.j
 import { parseConfig, type Config } from '../src/config/config.js';
 import {
   fitOutput,
-  LOG_TAIL_LINES,
   MAX_OUTPUT_CHARS,
   renderCheckRun,
   renderCommitStatus,
-  renderLogTail,
   type JobView,
 } from '../src/domain/checkRun.js';
 import type { BuildTarget } from '../src/domain/targets.js';
@@ -194,65 +192,11 @@ describe('renderCheckRun', () => {
   });
 });
 
+// The rendering of the tail itself (lines, scrubbing, the 8 KB cap) is tested in logTail.test.ts.
 describe('the log tail', () => {
-  const numbered = (n: number) =>
-    Array.from({ length: n }, (_, i) => `line ${String(i + 1).padStart(3, '0')}`);
-  const fenced = (text: string) => /\n(`{3,})\n([\s\S]*)\n\1$/.exec(text);
-
-  test('a failed run shows the last 40 lines, fenced, scrubbed and without terminal escapes', () => {
-    const log = [
-      ...numbered(80),
-      'token ghp_TopSecret123 and webhook hush-hush-42',
-      '\x1b[31mred\x1b[0m and ``````six backticks',
-      '</details><img src=x>',
-      '',
-    ].join('\n');
-    const text = renderLogTail({ file: 'slurm-42.out', text: log, cutAtStart: false }, [
-      'ghp_TopSecret123',
-      'hush-hush-42',
-    ]);
-    expect(text.startsWith(`Last ${LOG_TAIL_LINES} lines of \`slurm-42.out\`:\n\n`)).toBe(true);
-    const m = fenced(text)!;
-    expect(m[1]).toBe('```````');
-    const lines = m[2]!.split('\n');
-    expect(lines).toHaveLength(LOG_TAIL_LINES);
-    expect(lines[0]).toBe('line 044');
-    expect(lines.slice(-3)).toEqual([
-      'token [secret] and webhook [secret]',
-      'red and ``````six backticks',
-      '</details><img src=x>',
-    ]);
-    expect(text).not.toMatch(/TopSecret|hush-hush|\x1b/); // eslint-disable-line no-control-regex
-  });
-
-  test('a read that began inside the file drops the partial first line (it may hold half a secret)', () => {
-    const text = renderLogTail(
-      { file: 'slurm-1.out', text: 'cret123 partial\nline a\nline b\n', cutAtStart: true },
-      ['ghp_TopSecret123'],
-    );
-    expect(fenced(text)![2]).toBe('line a\nline b');
-    const noNewline = renderLogTail(
-      { file: 'slurm-1.out', text: 'Secret123tail-of-a-long-line', cutAtStart: true },
-      ['ghp_TopSecret123'],
-    );
-    expect(fenced(noNewline)![2]).toBe(
-      'tail-of-a-long-line'.slice(-('Secret123tail-of-a-long-line'.length - 16)),
-    );
-    expect(noNewline).not.toContain('Secret123');
-  });
-
-  test('a log over the limit is cut at its start: the end stays, the fence stays closed, a note says so', () => {
-    const long = `${'x'.repeat(200_000)}\nthe last line`;
-    const text = renderLogTail({ file: 'slurm-1.out', text: long, cutAtStart: false }, []);
-    expect(text.length).toBeLessThanOrEqual(MAX_OUTPUT_CHARS);
-    expect(text.length).toBeGreaterThan(MAX_OUTPUT_CHARS - 10);
-    expect(text).toContain('(cut to its last characters: GitHub takes at most 65535)');
-    expect(fenced(text)![2]!.endsWith('x\nthe last line')).toBe(true);
-  });
-
   test('only runs that did not succeed show it; an unreadable log says why', () => {
     const tail = { file: 'slurm-42.out', text: 'boom\n', cutAtStart: false };
-    const opts = { externalId: 'j', currentHead: true, logTail: tail };
+    const opts = { externalId: 'j', currentHead: true, logTail: tail, logTailLines: 40 };
     expect(renderCheckRun(view('finished', ran('FAILED', failure)), opts).output.text).toContain('boom');
     expect(renderCheckRun(view('finished', ran('TIMEOUT')), opts).output.text).toContain('boom');
     expect(renderCheckRun(view('finished', ran('COMPLETED')), opts).output).not.toHaveProperty('text');
@@ -449,7 +393,7 @@ describe('a check run per job, through the poller', () => {
     expect(h.fake.callsTo('GET', /\/issues\/\d+\/comments$|\/check-runs$/)).toEqual([]);
   });
 
-  test('a failed build: conclusion failure, and the log tail fenced, scrubbed and capped', async () => {
+  test('a failed build: conclusion failure, and the log tail collapsed, scrubbed and capped', async () => {
     const secret = 'ghp_CheckRunSecret0123456789';
     const saved = process.env.HARNESS_GITHUB_TOKEN;
     process.env.HARNESS_GITHUB_TOKEN = secret; // github.token_env of the harness: a secret of the poller
@@ -480,14 +424,17 @@ describe('a check run per job, through the poller', () => {
       expect(run!.output.summary).toContain('- Scheduler: `FAILED, exit code 1:0`');
       const text = run!.output.text!;
       const id = (await stateOf<JobData>(dir)).data.job_id!;
-      expect(text.startsWith(`Last 40 lines of \`slurm-${id}.out\` (cut to its last characters`)).toBe(true);
-      expect(text.length).toBeLessThanOrEqual(MAX_OUTPUT_CHARS);
-      const m = /\n(`{3,})\n([\s\S]*)\n\1$/.exec(text)!;
-      expect(m[1]).toBe('``````');
-      expect(m[2]!.split('\n').length).toBeLessThanOrEqual(40);
-      expect(m[2]).toContain('the token is [secret], twice: [secret]');
-      expect(m[2]).toContain('````` five backticks <script>alert(1)</script>');
-      expect(m[2]).toContain('bot/build.sh exited with 1');
+      expect(
+        text.startsWith(
+          `<details>\n<summary>Last 40 lines of <code>slurm-${id}.out</code>, cut to its last 8 KB</summary>`,
+        ),
+      ).toBe(true);
+      const m = /\n```\n([\s\S]*)\n```\n<\/details>$/.exec(text)!;
+      expect(Buffer.byteLength(m[1]!)).toBeLessThanOrEqual(8192);
+      expect(m[1]!.split('\n').length).toBeLessThanOrEqual(40);
+      expect(m[1]).toContain('the token is [secret], twice: [secret]');
+      expect(m[1]).toContain('ˋˋˋˋˋ five backticks <script>alert(1)</script>');
+      expect(m[1]).toContain('bot/build.sh exited with 1');
       expect(JSON.stringify(h.fake.calls)).not.toContain(secret);
     } finally {
       if (saved === undefined) delete process.env.HARNESS_GITHUB_TOKEN;
@@ -516,7 +463,7 @@ describe('a check run per job, through the poller', () => {
   });
 
   test('a job the scheduler lost: conclusion action_required', async () => {
-    h = await startHarness();
+    h = await startHarness('  infra_retries: 0'); // a lost job is not resubmitted (see infraRetry.test.ts)
     useApp(h);
     const repo = openPr(h, WAITING_BOT);
     await storeComment(h, 'bot: build for:arch=zen4');
@@ -550,7 +497,8 @@ describe('a check run per job, through the poller', () => {
   ])(
     'a running Slurm job that ends as %s: conclusion %s, with its log tail',
     async (state, conclusion, title) => {
-      h = await startHarness('', 'backend:\n  kind: slurm\n');
+      // No automatic resubmission of a NODE_FAIL here (that is infraRetry.test.ts).
+      h = await startHarness('  infra_retries: 0', 'backend:\n  kind: slurm\n');
       useApp(h);
       h.deps.backend = endedBackend({ state, exitCode: '0:9' });
       const dir = path.join(
@@ -586,7 +534,7 @@ describe('a check run per job, through the poller', () => {
       expect(more).toEqual([]);
       expect(run).toMatchObject({ status: 'completed', conclusion, output: { title } });
       expect(run!.output.text).toBe(
-        'Last 40 lines of `slurm-4711.out`:\n\n```\ncompiling\nslurmstepd: error: *** JOB 4711 ON n1 ***\n```',
+        '<details>\n<summary>Last 40 lines of <code>slurm-4711.out</code></summary>\n\n```\ncompiling\nslurmstepd: error: *** JOB 4711 ON n1 ***\n```\n</details>',
       );
     },
   );
@@ -808,6 +756,7 @@ describe('exactly once, and only where configured', () => {
     expect(parseConfig('instance: x\njobdirs: /j\n', 'site.yaml').reporting).toEqual({
       checks: true,
       comments: 'per_job',
+      log_tail_lines: 40,
     });
   });
 });

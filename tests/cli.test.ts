@@ -137,7 +137,7 @@ describe('config check', () => {
     expect((await runCli(['config', 'check', '--config', file], { env })).code).toBe(0);
     const { code, stdout, stderr } = await runCli(['config', 'check', '--online', '--config', file], { env });
     expect(stderr).toContain(
-      `${file}:10: github.token_env: cannot reach GitHub at http://127.0.0.1:${closed}`,
+      `${file}:12: github.token_env: cannot reach GitHub at http://127.0.0.1:${closed}`,
     );
     expect(stderr).not.toMatch(/^\s+at /m);
     expect(stdout).toBe('');
@@ -267,7 +267,7 @@ describe('start', () => {
         .trim()
         .split(' ')
         .map(Number);
-      expect(children).toHaveLength(2);
+      expect(children).toHaveLength(3);
       for (const pid of children) {
         const argv = await cmdline(pid);
         const script = argv.findIndex((a) => a.endsWith('main.js') || a.endsWith('main.ts'));
@@ -298,7 +298,7 @@ describe('start', () => {
       .trim()
       .split(' ')
       .map(Number);
-    expect(children).toHaveLength(2);
+    expect(children).toHaveLength(3);
     child.proc.kill('SIGKILL');
     await child.exited; // 'close' comes once the children, too, let go of the inherited stdout
     const until = Date.now() + 20_000;
@@ -379,13 +379,13 @@ describe("config check: secrets out of every job's reach", () => {
     expect(code).toBe(2);
     expect(stdout).toBe('');
     expect(stderr).toContain(
-      `${file}:10: github.webhook_secret_file: the webhook secret (${path.join(keys, 'hook')}) is under jobdirs`,
+      `${file}:12: github.webhook_secret_file: the webhook secret (${path.join(keys, 'hook')}) is under jobdirs`,
     );
     expect(stderr).toContain(
-      `${file}:11: github.private_key_file: the App private key (${path.join(keys, 'app.pem')}) is under jobdirs`,
+      `${file}:13: github.private_key_file: the App private key (${path.join(keys, 'app.pem')}) is under jobdirs`,
     );
     expect(stderr).toContain(
-      `${file}:18: deploy.signing.key_file: the signing key (${path.join(d, 'shared', 'sign')}) is under build.site_config.shared_fs_path`,
+      `${file}:20: deploy.signing.key_file: the signing key (${path.join(d, 'shared', 'sign')}) is under build.site_config.shared_fs_path`,
     );
     // The poller refuses to start on the same config, with the same message.
     const poll = await runCli(['poll', '--once', '--config', file]);
@@ -410,7 +410,7 @@ describeWithJobUser('config check with backend.run_as', () => {
     const bad = await runCli(['config', 'check', '--config', file], { env });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain(
-      `${file}:14: deploy.signing.key_file: the signing key (${key}) is readable by the job user ${JOB_USER}`,
+      `${file}:16: deploy.signing.key_file: the signing key (${key}) is readable by the job user ${JOB_USER}`,
     );
     await fs.chmod(key, 0o600);
     const good = await runCli(['config', 'check', '--config', file], { env });
@@ -423,6 +423,6 @@ describeWithJobUser('config check with backend.run_as', () => {
     const file = await writeSiteYaml(d, 1, ['backend:', '  run_as: no-such-user-hpcbot'].join('\n'));
     const { code, stderr } = await runCli(['config', 'check', '--config', file]);
     expect(code).toBe(2);
-    expect(stderr).toContain(`${file}:11: backend.run_as: user "no-such-user-hpcbot" does not exist`);
+    expect(stderr).toContain(`${file}:13: backend.run_as: user "no-such-user-hpcbot" does not exist`);
   });
 });

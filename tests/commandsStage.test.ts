@@ -23,6 +23,10 @@ import {
   type Harness,
 } from './support/botHarness.js';
 import { payloads } from './support/payloads.js';
+import { BOT_VERSION } from '../src/stages/commands/ping.js';
+
+/** What `bot: status` says first about this instance when no poller has written a heartbeat. */
+const HEALTH = `- instance \`test\` (hpc-build-bot ${BOT_VERSION}): no poller heartbeat yet\n`;
 
 let h: Harness;
 
@@ -188,7 +192,7 @@ describe('commands hidden in markdown are not run', () => {
       note: 'no bot: command in the comment',
     });
     expect(postedBodies()).toEqual([
-      `${reply([['status', 'status', 'no build jobs of instance `test` for this PR yet']])}\n${marker(visible)}`,
+      `${reply([['status', 'status', `${HEALTH}\nno build jobs of instance \`test\` for this PR yet`]])}\n${marker(visible)}`,
     ]);
   });
 
@@ -240,7 +244,7 @@ describe('a broken labels.default_build_command', () => {
       'nothing was built: `labels.default_build_command` of instance `test` is not a valid build command ' +
         '(its site.yaml needs fixing):\n\n' +
         'no `for:` argument was given, so no build jobs are submitted; say what to build for, e.g. `for:arch=x86_64/amd/zen4`\n\n' +
-        'correct syntax: `bot: build [on:arch=<cpu>[,accel=<gpu>]] for:arch=<cpu>[,accel=<gpu>] [repo:<repo_id>] [inst:<instance>] [exportvariable:NAME=value]`\n' +
+        'correct syntax: `bot: build [on:arch=<cpu>[,accel=<gpu>]] for:arch=<cpu>[,accel=<gpu>[+<gpu>...]]|for:set=<name> [repo:<repo_id>] [inst:<instance>] [exportvariable:NAME=value] [after:#<PR>] [--dry-run]`\n' +
         marker(dir),
     ]);
     const s = await eventState(dir);

@@ -201,7 +201,7 @@ describe('valid configs', () => {
       max_replies_per_tick: 20,
     });
     expect(cfg.chatlevel).toBe('basic');
-    expect(cfg.permissions).toEqual({ command: [], build: [], deploy: [] });
+    expect(cfg.permissions).toEqual({ command: [], build: [], deploy: [], cancel_own_jobs: false });
     expect(cfg.labels).toEqual({ build: 'hint', default_build_command: '' });
     expect(cfg.backend.kind).toBe('local');
     expect(cfg.backend.local.max_parallel).toBe(2);

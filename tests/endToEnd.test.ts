@@ -50,7 +50,7 @@ function onOurPr<T extends Record<string, unknown>>(payload: T): T {
   };
   p.repository.owner.login = OWNER;
   p.repository.name = REPO;
-  p.installation = { id: INSTALLATION };
+  p.installation = { id: INSTALLATION, node_id: `I_fake${INSTALLATION}` };
   if (p.pull_request) p.pull_request.number = PR;
   if (p.issue) p.issue.number = PR;
   if (p.number !== undefined) p.number = PR;
@@ -61,7 +61,7 @@ test('a signed PR comment with commands comes back as one reply on the PR', asyn
   const p = onOurPr(payloads.commentOnPr());
   Object.assign(p.comment as object, {
     body: 'Looks good.\nbot: help\nbot: frobnicate\n',
-    user: { login: REVIEWER },
+    user: { ...(p.comment as { user: object }).user, login: REVIEWER },
   });
   const reply = await send(url, makeDelivery('issue_comment', p, { secret: SECRET }));
   expect(reply.status).toBe(202);
@@ -82,7 +82,10 @@ test('a signed PR comment with commands comes back as one reply on the PR', asyn
 
 test('a redelivered comment is acknowledged as a duplicate and answered once', async () => {
   const p = onOurPr(payloads.commentOnPr());
-  Object.assign(p.comment as object, { body: 'bot: show_config', user: { login: REVIEWER } });
+  Object.assign(p.comment as object, {
+    body: 'bot: show_config',
+    user: { ...(p.comment as { user: object }).user, login: REVIEWER },
+  });
   const d = makeDelivery('issue_comment', p, { secret: SECRET });
   expect((await send(url, d)).status).toBe(202);
   await settled();
@@ -105,7 +108,10 @@ test('the bot:build label gets the hint; a build command then runs a job to its 
   (labeled.sender as { login: string }).login = REVIEWER;
   expect((await send(url, makeDelivery('pull_request', labeled, { secret: SECRET }))).status).toBe(202);
   const comment = onOurPr(payloads.commentOnPr());
-  Object.assign(comment.comment as object, { body: 'bot: build for:arch=zen4', user: { login: REVIEWER } });
+  Object.assign(comment.comment as object, {
+    body: 'bot: build for:arch=zen4',
+    user: { ...(comment.comment as { user: object }).user, login: REVIEWER },
+  });
   expect((await send(url, makeDelivery('issue_comment', comment, { secret: SECRET }))).status).toBe(202);
   await settled();
 

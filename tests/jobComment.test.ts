@@ -361,7 +361,11 @@ test.each<[string, string, string | undefined, string, string]>([
 ])(
   'a running job that ends as %s: the comment shows it and why',
   async (state, exitCode, cancel, stage, shown) => {
-    h = await startHarness('', 'backend:\n  kind: slurm\n  slurm:\n    default_time: "04:00:00"\n');
+    // No automatic resubmission of a NODE_FAIL here (that is infraRetry.test.ts).
+    h = await startHarness(
+      '  infra_retries: 0',
+      'backend:\n  kind: slurm\n  slurm:\n    default_time: "04:00:00"\n',
+    );
     h.deps.backend = endedBackend({ state, exitCode });
     const { jobdirs } = h.deps;
     const dir = path.join(

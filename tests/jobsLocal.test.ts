@@ -69,7 +69,7 @@ test('a build command runs one job through every stage and reports it in one job
   expect(readFileSync(path.join(workTreeOf(jobDir!), 'cfg', 'repos.cfg'), 'utf8')).toContain('[eessi-test]');
   const jobId = state.data.job_id!;
   expect(readFileSync(path.join(workTreeOf(jobDir!), `_bot_job${jobId}.metadata`), 'utf8')).toBe(
-    `[PR]\nrepo = ${OWNER}/${REPO}\npr_number = ${PR}\npr_comment_id = ${state.comments.job!.id}\n`,
+    `[PR]\nrepo = ${OWNER}/${REPO}\npr_number = ${PR}\npr_comment_id = ${state.comments.job!.id}\njob_owner = reviewer1\n`,
   );
 
   // Exactly one job comment and one reply, and the job comment holds every row once.
@@ -187,7 +187,7 @@ describe('more of the job flow on the local backend', () => {
   });
 
   test('a job that vanishes from the backend is `lost` after the configured number of ticks, with a row', async () => {
-    h = await startHarness();
+    h = await startHarness('  infra_retries: 0'); // no resubmission of the lost job (see infraRetry.test.ts)
     openPr(h, { ...PASSING_BOT, 'bot/build.sh': '#!/bin/bash\nsleep 30\n' });
     await storeComment(h, 'bot: build for:arch=zen4');
     await tickUntil(

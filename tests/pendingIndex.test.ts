@@ -61,7 +61,10 @@ async function setup(root: string) {
       jobdirs: root,
       github: { dry_run: true },
       permissions: { command: ['alice'] },
-      build: { node_types: { zen4: { cpu_subdir: 'x86_64/amd/zen4', repo_targets: ['r'] } } },
+      build: {
+        infra_retries: 0,
+        node_types: { zen4: { cpu_subdir: 'x86_64/amd/zen4', repo_targets: ['r'] } },
+      },
     }),
     source: path.join(tmp, 'site.yaml'),
   };

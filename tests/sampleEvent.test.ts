@@ -19,6 +19,7 @@ test('start + sample-event: a job runs on the local backend and its comment is w
   const site = YAML.parse(readFileSync(path.join(ROOT, 'config/site.yaml'), 'utf8'));
   site.jobdirs = path.join(dir, 'jobdirs');
   site.server.port = port;
+  site.ui = { port: 0 };
   site.build.repos_cfg_dir = path.join(ROOT, 'config/repos');
   site.poller.schedule = '* * * * * *';
   const config = path.join(dir, 'site.yaml');

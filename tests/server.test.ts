@@ -11,7 +11,7 @@ import { JobDirs, monthDir } from '../src/store/jobdirs.js';
 import { createLogger } from '../src/log.js';
 import { loadWebhookSecret } from '../src/config/secrets.js';
 import { MAX_BODY_BYTES, createApp, ingestOf, startServer, stopServer } from '../src/server.js';
-import { get, makeDelivery, payloads, post, send, sign, type Delivery } from './support/payloads.js';
+import { example, get, makeDelivery, payloads, post, send, sign, type Delivery } from './support/payloads.js';
 import { eventDirs, listFiles, tempDir as makeTempDir, writeSiteYaml } from './support/spawn.js';
 
 const SECRET = 'test-webhook-secret-6d1f0c';
@@ -190,7 +190,7 @@ describe('storing real deliveries', () => {
     for (const [event, payload] of [
       ['issue_comment', payloads.commentOnIssue()],
       ['push', payloads.push()],
-      ['issues', { action: 'opened', repository: payloads.prOpened().repository }],
+      ['issues', example('issues', (x) => x.action === 'opened')],
     ] as const) {
       const d = signed(event, payload);
       const reply = await send(h.url, d);
@@ -381,7 +381,7 @@ describe('rejected deliveries write nothing', () => {
     const payload = payloads.prOpened() as { number: unknown; pull_request: { number: unknown } };
     payload.number = n;
     payload.pull_request.number = n;
-    expect((await send(h.url, signed('pull_request', payload))).status).toBe(400);
+    expect((await send(h.url, signed('pull_request', payload, { hostile: true }))).status).toBe(400);
   });
 
   test('an issue_comment on a PR with a hostile repository name: 400', async () => {

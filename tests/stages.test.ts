@@ -18,6 +18,7 @@ import { JobDirs, monthDir } from '../src/store/jobdirs.js';
 import { acquireLock, isStale, LockBusyError } from '../src/store/lock.js';
 import { MAX_COMMENT_CHARS } from '../src/domain/markdown.js';
 import { renderConfig, renderHelp } from '../src/domain/render.js';
+import { BOT_VERSION } from '../src/stages/commands/ping.js';
 import { newState, readState, writeState, type DirState } from '../src/store/state.js';
 import type { StageDeps } from '../src/stages/context.js';
 import type { EventData } from '../src/stages/event.js';
@@ -274,6 +275,9 @@ async function makeJob(
 
 // ---- comments with commands -------------------------------------------------------------------
 
+/** What `bot: status` says first about this instance when no poller has written a heartbeat. */
+const HEALTH = `- instance \`test\` (hpc-build-bot ${BOT_VERSION}): no poller heartbeat yet\n`;
+
 describe('issue_comment.created on a PR', () => {
   test('help and status: one reply with both results; state done; queue empty', async () => {
     const deps = makeDeps();
@@ -282,7 +286,7 @@ describe('issue_comment.created on a PR', () => {
 
     expect(await runTick(deps)).toEqual({ advanced: 1, failed: 0, skipped: 0, unchanged: 0, young: 0 });
 
-    const status = 'no build jobs of instance `test` for this PR yet';
+    const status = `${HEALTH}\nno build jobs of instance \`test\` for this PR yet`;
     const body = reply('alice', [
       ['help', 'help', renderHelp()],
       ['status', 'status', status],
@@ -341,6 +345,7 @@ describe('issue_comment.created on a PR', () => {
         instance: 'test',
         target: TARGETS.zen4,
         exportVariables: [],
+        job_owner: 'alice',
         backend: 'local',
         submit_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
         rows: [],
@@ -366,10 +371,13 @@ describe('issue_comment.created on a PR', () => {
     await runTick(deps);
     const oneOf =
       'one of: `bot: help [inst:<instance>]`, `bot: show_config [inst:<instance>]`, `bot: status [last_build] [inst:<instance>]`, ' +
-      '`bot: build [on:arch=<cpu>[,accel=<gpu>]] for:arch=<cpu>[,accel=<gpu>] [repo:<repo_id>] [inst:<instance>] [exportvariable:NAME=value]`, ' +
-      '`bot: cancel [job:<job id>] [repo:<repo_id>] [arch:<cpu>] [accel:<gpu>] [inst:<instance>]`, `bot: deploy [inst:<instance>]`';
+      '`bot: build [on:arch=<cpu>[,accel=<gpu>]] for:arch=<cpu>[,accel=<gpu>[+<gpu>...]]|for:set=<name> [repo:<repo_id>] [inst:<instance>] [exportvariable:NAME=value] [after:#<PR>] [--dry-run]`, ' +
+      '`bot: plan [on:arch=<cpu>[,accel=<gpu>]] for:arch=<cpu>[,accel=<gpu>]|for:set=<name> [repo:<repo_id>] [inst:<instance>] [exportvariable:NAME=value]`, ' +
+      '`bot: rebuild failed [inst:<instance>]  or  bot: rebuild for:arch=<cpu>[,accel=<gpu>]|for:set=<name> [on:arch=<cpu>[,accel=<gpu>]] [repo:<repo_id>] [inst:<instance>]`, ' +
+      '`bot: cancel [job:<job id>] [repo:<repo_id>] [arch:<cpu>] [accel:<gpu>] [inst:<instance>]`, `bot: deploy [inst:<instance>]`, ' +
+      '`bot: ping [inst:<instance>]`';
     const buildSyntax =
-      '`bot: build [on:arch=<cpu>[,accel=<gpu>]] for:arch=<cpu>[,accel=<gpu>] [repo:<repo_id>] [inst:<instance>] [exportvariable:NAME=value]`';
+      '`bot: build [on:arch=<cpu>[,accel=<gpu>]] for:arch=<cpu>[,accel=<gpu>[+<gpu>...]]|for:set=<name> [repo:<repo_id>] [inst:<instance>] [exportvariable:NAME=value] [after:#<PR>] [--dry-run]`';
     const body = reply('alice', [
       ['frobnicate', undefined, `unknown command \`frobnicate\`\n\ncorrect syntax: ${oneOf}`],
       [
@@ -473,8 +481,8 @@ describe('issue_comment.created on a PR', () => {
     const rowOld = `|\`x86_64/amd/zen4\`|\`x86_64/amd/zen4\`|\`eessi-test\`|:grin: SUCCESS|${early.toISOString()}|finished|\`${rel(old)}\`|`;
     const rowNew = `|\`x86_64/amd/zen4\`|\`x86_64/amd/zen4\`|\`eessi-test\`||${T0.toISOString()}|running|\`${rel(newer)}\`|`;
     const body = reply('alice', [
-      ['status', 'status', [...head, rowOld, rowNew].join('\n')],
-      ['status last_build', 'status last_build', [...head, rowNew].join('\n')],
+      ['status', 'status', [HEALTH, ...head, rowOld, rowNew].join('\n')],
+      ['status last_build', 'status last_build', [HEALTH, ...head, rowNew].join('\n')],
     ]);
     expect(postedBodies()).toEqual([`${body}\n${marker(dir, 'g0:reply')}`]);
   });

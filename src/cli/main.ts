@@ -49,10 +49,18 @@ program
 
 program
   .command('start')
-  .description('run the server and the poller together (two processes)')
+  .description('run the server, the poller and the status page together (three processes)')
   .addOption(configOption())
   .action(async (opts: { config: string }) => {
     await (await import('./processes.js')).startCommand(opts, ENTRY);
+  });
+
+program
+  .command('ui')
+  .description('serve the status page and /metrics (read-only; ui.host, ui.port, ui.token_file)')
+  .addOption(configOption())
+  .action(async (opts: { config: string }) => {
+    await (await import('./processes.js')).uiCommand(opts);
   });
 
 program
@@ -100,6 +108,17 @@ program
     process.exitCode = await (await import('./sampleEvent.js')).sampleEventCommand(opts);
   });
 
+program
+  .command('deliveries')
+  .description("the App's webhook deliveries on GitHub (ingest.mode pull and both)")
+  .command('recover')
+  .description('store every delivery on GitHub that is not on disk (the server was down, a relay dropped it)')
+  .addOption(configOption())
+  .option('--since <age>', 'look back this far, such as 90m, 12h or 3d (default and most: ingest.horizon)')
+  .action(async (opts: { config: string; since?: string }) => {
+    await (await import('./deliveries.js')).deliveriesRecoverCommand(opts);
+  });
+
 const configCmd = program.command('config').description('site.yaml tools');
 
 configCmd
@@ -109,6 +128,15 @@ configCmd
   .option('--online', 'also try GitHub authentication, the upload target and the scheduler')
   .action(async (opts: { config: string; online?: boolean }) => {
     await (await import('./configCheck.js')).configCheckCommand(opts);
+  });
+
+configCmd
+  .command('import-eessi')
+  .description("write a site.yaml equivalent to an EESSI bot's app.cfg, listing what it cannot map")
+  .argument('<app_cfg>', "the EESSI bot's app.cfg")
+  .option('--out <path>', 'write the site.yaml there (default: stdout)')
+  .action(async (appCfg: string, opts: { out?: string }) => {
+    await (await import('./importEessi.js')).importEessiCommand(appCfg, opts);
   });
 
 // `hpcbot deploy ...` commands are registered here, one block each.
@@ -123,6 +151,32 @@ deployCmd
   .option('--target <target>', 'only this target: <node_type>/<repo_id> or the for: architecture')
   .action(async (pr: string, opts: { config?: string; repo?: string; target?: string }) => {
     await (await import('./deployForget.js')).deployForgetCommand(pr, opts);
+  });
+
+const serviceCmd = program.command('service').description('run the bot under systemd');
+
+serviceCmd
+  .command('install')
+  .description(
+    "write systemd units for server, poller and ui with this machine's paths; print the systemctl lines",
+  )
+  .addOption(configOption())
+  .option('--user', 'user units in ~/.config/systemd/user (no root needed)')
+  .option('--dir <path>', 'write the units here instead')
+  .option('--entry <path>', "the hpcbot script the units run (default: this installation's bin/hpcbot.mjs)")
+  .action(async (opts: { config: string; user?: boolean; dir?: string; entry?: string }) => {
+    await (await import('./service.js')).serviceInstallCommand(opts);
+  });
+
+program
+  .command('self-update')
+  .description('update the bot from its git remote (self_update in site.yaml), or go back one release')
+  .addOption(configOption())
+  .option('--check', 'say whether the remote has a newer release')
+  .option('--now', 'update now, if the new release passes config check and the smoke test')
+  .option('--rollback', 'switch back to the release before the last update')
+  .action(async (opts: { config: string; check?: boolean; now?: boolean; rollback?: boolean }) => {
+    process.exitCode = await (await import('./selfUpdate.js')).selfUpdateCommand(opts);
   });
 
 /** The subcommand that is running, e.g. "config check", for error messages. */

@@ -59,8 +59,10 @@ export function startupSummary(config: Config, server?: { secretSource: string }
  * orphans would keep the port and the poller lock, and the supervisor's restart would fail.
  */
 function stopWithParent(): void {
-  if (!process.channel) return;
-  process.channel.unref(); // the channel alone must not keep this process running
+  if (typeof process.send !== 'function') return; // not started by `start`
+  // A parent killed while this child was still loading: the channel closed before anyone listened.
+  if (!process.connected) return void process.kill(process.pid, 'SIGTERM');
+  process.channel?.unref(); // the channel alone must not keep this process running
   process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
 }
 
@@ -97,10 +99,11 @@ export async function serverCommand(opts: {
   logger.info(`ready: listening on ${serverUrl(config, config.server.webhook_path, port)}`);
   const stop = () => {
     unfollow();
-    void stopServer(server).finally(() => process.exit(0));
+    void stopServer(server).finally(() => process.exit(process.exitCode ?? 0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  await restartOnNewRelease(config, stop);
 }
 
 export async function pollCommand(opts: {
@@ -120,15 +123,55 @@ export async function pollCommand(opts: {
   return await runPollerCommand(config, logger, opts, warnings);
 }
 
+/** After a self-update switched `current`, stop with EXIT_RESTART so that the unit starts the new code. */
+async function restartOnNewRelease(config: Config, stop: () => void): Promise<void> {
+  if (!config.self_update) return;
+  const { EXIT_RESTART, followRelease } = await import('../selfUpdate/release.js');
+  followRelease(config.self_update, () => {
+    process.exitCode = EXIT_RESTART;
+    stop();
+  });
+}
+
+export async function uiCommand(opts: { config: string }): Promise<void> {
+  stopWithParent();
+  const config = loadConfig(opts.config);
+  const logger = createLogger('ui');
+  const { startUi, uiToken } = await import('../ui/server.js');
+  const { locate } = await import('./status.js');
+  const server = await startUi({
+    located: await locate(opts.config),
+    host: config.ui.host,
+    port: config.ui.port,
+    token: uiToken(config),
+    logger,
+  });
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.ui.port;
+  logger.info(
+    `status page on http://${config.ui.host}:${port}/${config.ui.token_file ? ' (token required)' : ''}`,
+  );
+  const stop = () => {
+    server.close(() => process.exit(process.exitCode ?? 0));
+    server.closeAllConnections(); // browsers keep connections open
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGHUP', () => {}); // `start` passes SIGHUP on; the page has nothing to reload
+  await restartOnNewRelease(config, stop);
+}
+
 /**
- * `start`: the server and the poller as two child processes of this one, run through `entry` (this
+ * `start`: the server (not in pull mode), the poller and the status page as child processes of this one, run through `entry` (this
  * CLI as it was started: compiled JavaScript, or the sources through tsx). The server prints the
  * startup summary; the poller does not repeat it.
  */
 export async function startCommand(opts: { config: string }, entry: string[]): Promise<void> {
-  await loadChecked(opts); // fail fast, with exit code 2, before starting anything
+  const { config } = await loadChecked(opts); // fail fast, with exit code 2, before starting anything
   const extra = opts.config ? ['--config', opts.config] : [];
-  const commands = [['server'], ['poll', '--no-summary']];
+  // In pull mode nothing listens for webhooks: the poller pulls deliveries and prints the summary.
+  const commands =
+    config.ingest.mode === 'pull' ? [['poll'], ['ui']] : [['server'], ['poll', '--no-summary'], ['ui']];
   let stopping = false;
   const children: ChildProcess[] = commands.map((cmd) =>
     spawn(process.execPath, [...entry, ...cmd, ...extra], {
@@ -141,7 +184,7 @@ export async function startCommand(opts: { config: string }, entry: string[]): P
   };
   process.on('SIGTERM', stopAll);
   process.on('SIGINT', stopAll);
-  // Both children read site.yaml again on SIGHUP.
+  // The server and the poller read site.yaml again on SIGHUP (the status page ignores it).
   process.on('SIGHUP', () => children.forEach((c) => c.exitCode === null && c.kill('SIGHUP')));
   for (const [i, child] of children.entries()) {
     child.on('exit', (code, signal) => {

@@ -4,16 +4,15 @@
  * files, src/store/heartbeat.ts), the last tick, the scheduler's health, the queue depth, jobs and
  * events by stage, the directories parked with an error and the last deliveries.
  *
- * Only state.json files are read (never event.json, no git), so that it stays fast with tens of
- * thousands of job dirs.
+ * Only state.json files are read (never event.json, no git; src/store/stateScan.ts), so that it stays
+ * fast with tens of thousands of job dirs.
  */
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { pidAlive } from '../adapters/process.js';
-import { isTempName } from '../store/fsutil.js';
 import {
   readHeartbeat,
   type BackendHealth,
@@ -24,7 +23,8 @@ import {
 } from '../store/heartbeat.js';
 import { ACTIVE_JOB_STAGES } from '../store/job.js';
 import { JobDirs, prOfRelativeDir } from '../store/jobdirs.js';
-import { FINAL_STAGES, STATE_FILE, type DirState } from '../store/state.js';
+import { countEntries, newestClaims, scanStates } from '../store/stateScan.js';
+import { FINAL_STAGES, type DirState } from '../store/state.js';
 
 /** A heartbeat older than this, from a process that still exists, means the process is stuck. */
 export const HEARTBEAT_STALE_MS = 5 * 60_000;
@@ -173,7 +173,7 @@ export async function collectStatus(located: Located, now = new Date()): Promise
     (hb): hb is Heartbeat => hb !== undefined && liveness(hb, now) === 'alive',
   );
 
-  const states = readAllStates(jobdirs.root);
+  const states = scanStates(jobdirs.root, brief);
   const queue = countEntries(jobdirs.queueDir);
   const claims = newestClaims(jobdirs.deliveriesDir, LAST_DELIVERIES);
 
@@ -243,21 +243,6 @@ export async function collectStatus(located: Located, now = new Date()): Promise
   };
 }
 
-/**
- * The entries of `dir` (whose names match `re`) as paths. Names only, no file types: a file among
- * them fails quietly one level down (its readdir or its state.json), which costs less than a type for
- * every entry.
- */
-function entries(dir: string, re?: RegExp): string[] {
-  try {
-    return readdirSync(dir)
-      .filter((name) => !isTempName(name) && (!re || re.test(name)))
-      .map((name) => `${dir}${path.sep}${name}`);
-  } catch {
-    return [];
-  }
-}
-
 /** What status needs of a state file; kept instead of the whole state, which would cost memory and GC. */
 export interface StateBrief {
   kind: DirState['kind'];
@@ -289,75 +274,6 @@ export function brief(state: DirState): StateBrief {
         action: (data.action as string | null) ?? null,
       }),
   };
-}
-
-function readStateFile(dir: string): StateBrief | undefined {
-  try {
-    return brief(JSON.parse(readFileSync(path.join(dir, STATE_FILE), 'utf8')) as DirState);
-  } catch {
-    return undefined; // not taken up by the poller yet, or unreadable: not counted
-  }
-}
-
-/**
- * The state of every event and job dir under `<YYYY.MM>/<owner>/<repo>/<pr_N|_repo>/event_<id>`
- * (jobs in `run_<NNN>/<node_type>/<repo_id>`), by absolute path. The trash is not looked at.
- *
- * Synchronous on purpose: for 10,000 job dirs on a local file system this took 0.75 s of CPU, the
- * promise API with 64 reads in flight 3.9 s and a pool of 16 callback reads 1.9 s (thread-pool
- * hand-offs and FileHandle objects are most of the difference), and status has nothing else to do.
- */
-function readAllStates(root: string): Map<string, StateBrief> {
-  const found = new Map<string, StateBrief>();
-  const keep = (dir: string) => {
-    const state = readStateFile(dir);
-    if (state) found.set(dir, state);
-  };
-  for (const month of entries(root, /^\d{4}\.\d{2}$/))
-    for (const owner of entries(month))
-      for (const repo of entries(owner))
-        for (const scope of entries(repo))
-          for (const event of entries(scope, /^event_/)) {
-            keep(event);
-            for (const run of entries(event, /^run_\d+$/))
-              for (const node of entries(run)) entries(node).forEach(keep);
-          }
-  return found;
-}
-
-function countEntries(dir: string): number {
-  try {
-    return readdirSync(dir).filter((n) => !isTempName(n)).length;
-  } catch {
-    return 0;
-  }
-}
-
-/** The `n` newest delivery claims (by mtime) and the event dir each names. */
-function newestClaims(dir: string, n: number): Array<{ id: string; at: string; rel: string }> {
-  let names: string[];
-  try {
-    names = readdirSync(dir).filter((name) => !isTempName(name));
-  } catch {
-    return [];
-  }
-  const mtimes = names.map((id) => ({
-    id,
-    mtime: statSync(path.join(dir, id), { throwIfNoEntry: false })?.mtimeMs,
-  }));
-  return mtimes
-    .filter((s): s is { id: string; mtime: number } => s.mtime !== undefined)
-    .sort((a, b) => b.mtime - a.mtime || a.id.localeCompare(b.id))
-    .slice(0, n)
-    .map(({ id, mtime }) => {
-      let rel = '';
-      try {
-        rel = readFileSync(path.join(dir, id), 'utf8').trim();
-      } catch {
-        /* removed meanwhile (gc) */
-      }
-      return { id, at: new Date(mtime).toISOString(), rel };
-    });
 }
 
 // ---- text --------------------------------------------------------------------------------------

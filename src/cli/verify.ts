@@ -137,6 +137,7 @@ export function formatReport(r: VerifyReport): string {
     row('node type', b.nodeType);
     row('target', `${b.forArch}${b.forAccel ? ` + ${b.forAccel}` : ''}, repo ${b.repoId}`);
     row('job', b.jobId && `${b.jobId}${b.backend ? ` (${b.backend})` : ''}`);
+    row('job owner', b.jobOwner);
     row('started', b.startedOn);
     row('finished', b.finishedOn);
   }

@@ -11,6 +11,8 @@ import { LineCounter, parseDocument, isMap, isNode, isScalar, isSeq, type Docume
 import { validateDetailed as validateCron } from 'node-cron';
 import { z } from 'zod';
 import { parseLabelBuildCommand } from '../domain/commands.js';
+import { expandRequirement, parseRequirement } from '../domain/deployGate.js';
+import { TargetSetError, targetSetProblems } from '../domain/targetSets.js';
 import { prefixTemplateProblem } from '../adapters/uploaders/paths.js';
 
 export const CHATLEVELS = ['incognito', 'minimal', 'basic', 'chatty'] as const;
@@ -25,11 +27,27 @@ const login = z.string().regex(/^[A-Za-z0-9-]+(\[bot\])?$|^[A-Za-z0-9-]+\/[A-Za-
   message: 'expected a GitHub login or an org/team slug',
 });
 
+/** qsub options the pbs backend sets itself (name, variables, hold or begin time, output) may not be given. */
+const qsubParams = z.array(z.string()).superRefine((params, ctx) => {
+  params.forEach((p, i) => {
+    if (/^-[NvVhajoed]$/.test(p) || /^-[NvVajoed]\S/.test(p))
+      ctx.addIssue({
+        code: 'custom',
+        path: [i],
+        message: `${p.slice(0, 2)} is set by the bot (-N, -v, -V, -h, -a, -j, -o, -e, -d); leave it out`,
+        input: p,
+      });
+  });
+});
+
 const nodeTypeSchema = z.strictObject({
   os: z.string().default('linux'),
   cpu_subdir: z.string().min(1),
   accel: z.string().optional(),
+  /** The node builds multi-accelerator targets (`accel=nvidia/cc70+nvidia/cc90`) whatever its own accel. */
+  accel_multi: z.boolean().default(false),
   slurm_params: z.array(z.string()).default([]),
+  pbs_params: qsubParams.default([]),
   repo_targets: z.array(z.string().regex(/^[A-Za-z0-9_.-]+$/)).min(1),
 });
 
@@ -78,6 +96,16 @@ function perRepoGaps(
   );
 }
 
+const DURATION_UNITS = { s: 1, m: 60, h: 3600, d: 86_400 } as const;
+/** A duration as seconds (`15`) or with a unit (`15s`, `10m`, `1h`, `3d`); parsed to seconds. */
+const duration = z.union([
+  z.number().int().positive(),
+  z
+    .string()
+    .regex(/^[1-9][0-9]*[smhd]$/, { message: 'expected a duration such as 15s, 10m, 1h or 3d' })
+    .transform((v) => Number(v.slice(0, -1)) * DURATION_UNITS[v.slice(-1) as keyof typeof DURATION_UNITS]),
+]);
+
 /** node-cron's syntax, checked here so that a bad schedule is a config error with its line, not a throw at start. */
 const cronExpression = z.string().superRefine((value, ctx) => {
   const problem = validateCron(value).errors[0];
@@ -94,6 +122,15 @@ const cronExpression = z.string().superRefine((value, ctx) => {
 const deploySchema = z.strictObject({
   /** Which successful jobs `bot: deploy` uploads: every one, the latest per artefact, only once, or none. */
   policy: z.enum(['all', 'latest', 'once', 'none']).default('once'),
+  /** The deploy gate: targets that must have succeeded at the PR head (any instance) before a deploy. */
+  require: z
+    .array(
+      z.string().superRefine((value, ctx) => {
+        const parsed = parseRequirement(value);
+        if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.error, input: value });
+      }),
+    )
+    .default([]),
   uploader: z
     .strictObject({
       kind: z.enum(['directory', 's3', 'script']).default('directory'),
@@ -127,6 +164,16 @@ const deploySchema = z.strictObject({
           input: undefined,
         });
     }),
+  /** EESSI ingestion's task block: `--action/--order/--mode` for a script, `task:` in our metadata. */
+  task_metadata: z
+    .strictObject({
+      action: z.enum(['add', 'update', 'delete', 'start', 'end']),
+      order: z.union([z.number().int().nonnegative(), z.string().regex(/^[0-9]+$/)]).optional(),
+      mode: z.enum(['order', 'timestamp']).optional(),
+    })
+    .optional(),
+  /** Upload the job's Slurm output (secrets scrubbed) as `<artefact>.log` next to each artefact. */
+  upload_logs: z.boolean().default(false),
   signing: z
     .strictObject({
       /** An OpenSSH private key (or a .pub whose key is in ssh-agent); without it nothing is signed. */
@@ -137,127 +184,240 @@ const deploySchema = z.strictObject({
     .prefault({}),
 });
 
-export const siteSchema = z.strictObject({
-  /** Short name shown in comments and used in Slurm job names. */
-  instance: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, { message: 'expected 1-32 of [A-Za-z0-9_-]' }),
-  /** Root of all runtime data; relative paths are resolved against the config file's directory. */
-  jobdirs: z.string().min(1),
-  server: z
-    .strictObject({
-      host: z.string().default('127.0.0.1'),
-      port: z.number().int().min(0).max(65535).default(3000),
-      webhook_path: z.string().startsWith('/').default('/webhook'),
-    })
-    .prefault({}),
-  github: z
-    .strictObject({
-      api_url: z.url().default('https://api.github.com'),
-      /** Write comments into the job directory instead of posting them. */
-      dry_run: z.boolean().default(false),
-      app_id: z.number().int().positive().optional(),
-      private_key_file: z.string().optional(),
-      token_env: envName.optional(),
-      webhook_secret_env: envName.default('HPCBOT_WEBHOOK_SECRET'),
-      /** Used when the env var is unset; generated (mode 600) on first start if missing. */
-      webhook_secret_file: z.string().optional(),
-      /** The bot's own login, whose comments are never parsed as commands. */
-      bot_login: z.string().optional(),
-    })
-    .superRefine((gh, ctx) => {
-      if ((gh.app_id === undefined) === (gh.private_key_file === undefined)) return;
-      const [missing, given] =
-        gh.app_id === undefined ? ['app_id', 'private_key_file'] : ['private_key_file', 'app_id'];
-      ctx.addIssue({
-        code: 'custom',
-        path: [missing],
-        message: `required with github.${given}: a GitHub App needs both (or use github.token_env instead)`,
-        input: undefined,
-      });
-    })
-    .prefault({}),
-  poller: z
-    .strictObject({
-      schedule: cronExpression.default('*/10 * * * * *'),
-      max_attempts: z.number().int().positive().default(10),
-      concurrency: z.number().int().min(1).max(32).default(4),
-      max_replies_per_tick: z.number().int().positive().default(20),
-    })
-    .prefault({}),
-  chatlevel: z.enum(CHATLEVELS).default('basic'),
-  /** Where jobs are reported in the PR. */
-  reporting: z
-    .strictObject({
-      /** A check run per job on the PR's head commit (commit statuses with a personal token). */
-      checks: z.boolean().default(true),
-      /** `per_job`: the EESSI-style job comment; `none`: no job comments (replies to commands stay). */
-      comments: z.enum(['per_job', 'none']).default('per_job'),
-    })
-    .prefault({}),
-  permissions: z
-    .strictObject({
-      command: z.array(login).default([]),
-      build: z.array(login).default([]),
-      deploy: z.array(login).default([]),
-    })
-    .prefault({}),
-  labels: z
-    .strictObject({
-      /** What the `bot:build` label does: reply with a hint (as the EESSI bot does) or build the defaults. */
-      build: z.enum(['hint', 'build_defaults']).default('hint'),
-      default_build_command: z.string().default(''),
-    })
-    .superRefine((labels, ctx) => {
-      if (labels.default_build_command.trim() === '') return;
-      const cmd = parseLabelBuildCommand(labels.default_build_command);
-      if (!cmd.ok) {
-        const input = labels.default_build_command;
-        ctx.addIssue({ code: 'custom', path: ['default_build_command'], message: cmd.error, input });
+export const siteSchema = z
+  .strictObject({
+    /** Short name shown in comments and used in Slurm job names. */
+    instance: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, { message: 'expected 1-32 of [A-Za-z0-9_-]' }),
+    /** Root of all runtime data; relative paths are resolved against the config file's directory. */
+    jobdirs: z.string().min(1),
+    server: z
+      .strictObject({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(3000),
+        webhook_path: z.string().startsWith('/').default('/webhook'),
+      })
+      .prefault({}),
+    /** The status page (`hpcbot ui`). */
+    ui: z
+      .strictObject({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(3001),
+        /** A file holding the access token; required to listen on an address other than loopback. */
+        token_file: z.string().optional(),
+      })
+      .prefault({}),
+    /** The bot updating itself from its own git remote (README "Self-update"); off without this key. */
+    self_update: z
+      .strictObject({
+        /** The bot's git repository: a URL or a path. */
+        remote: z.string().regex(/^[^-\s]\S*$/, { message: 'expected a git URL or path' }),
+        branch: z
+          .string()
+          .regex(/^[A-Za-z0-9._/-]+$/)
+          .optional(),
+        /** A glob (`v*`) over tag names; the highest version among them is used. */
+        tag_pattern: z
+          .string()
+          .regex(/^[A-Za-z0-9._/*?-]+$/)
+          .optional(),
+        check_every: duration.default(3600),
+        /** Holds `releases/<sha>` and the `current` symlink that the units run. */
+        dir: z.string().min(1),
+        /** Run in a new release before it is tried (argv, no shell). */
+        install: z.array(z.string().min(1)).min(1).default(['npm', 'ci']),
+      })
+      .refine((u) => (u.branch === undefined) !== (u.tag_pattern === undefined), {
+        message: 'set exactly one of branch and tag_pattern',
+      })
+      .optional(),
+    github: z
+      .strictObject({
+        api_url: z.url().default('https://api.github.com'),
+        /** Write comments into the job directory instead of posting them. */
+        dry_run: z.boolean().default(false),
+        app_id: z.number().int().positive().optional(),
+        private_key_file: z.string().optional(),
+        token_env: envName.optional(),
+        webhook_secret_env: envName.default('HPCBOT_WEBHOOK_SECRET'),
+        /** Used when the env var is unset; generated (mode 600) on first start if missing. */
+        webhook_secret_file: z.string().optional(),
+        /** The bot's own login, whose comments are never parsed as commands. */
+        bot_login: z.string().optional(),
+      })
+      .superRefine((gh, ctx) => {
+        if ((gh.app_id === undefined) === (gh.private_key_file === undefined)) return;
+        const [missing, given] =
+          gh.app_id === undefined ? ['app_id', 'private_key_file'] : ['private_key_file', 'app_id'];
+        ctx.addIssue({
+          code: 'custom',
+          path: [missing],
+          message: `required with github.${given}: a GitHub App needs both (or use github.token_env instead)`,
+          input: undefined,
+        });
+      })
+      .prefault({}),
+    poller: z
+      .strictObject({
+        schedule: cronExpression.default('*/10 * * * * *'),
+        max_attempts: z.number().int().positive().default(10),
+        concurrency: z.number().int().min(1).max(32).default(4),
+        max_replies_per_tick: z.number().int().positive().default(20),
+      })
+      .prefault({}),
+    chatlevel: z.enum(CHATLEVELS).default('basic'),
+    /** Where jobs are reported in the PR. */
+    reporting: z
+      .strictObject({
+        /** A check run per job on the PR's head commit (commit statuses with a personal token). */
+        checks: z.boolean().default(true),
+        /** `per_job`: the EESSI-style job comment; `summary`: one comment per PR with this instance's matrix; `none`: no job comments (replies to commands stay). */
+        comments: z.enum(['per_job', 'summary', 'none']).default('per_job'),
+        /** The one instance that answers `bot: status` with the fleet's target matrix; unset: each answers for itself. */
+        status_responder: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,32}$/, { message: 'expected an instance name (1-32 of [A-Za-z0-9_-])' })
+          .optional(),
+        /** Lines of a failed job's Slurm output shown in its comment and check run; 0 shows none. */
+        log_tail_lines: z.number().int().min(0).max(1000).default(40),
+      })
+      .prefault({}),
+    permissions: z
+      .strictObject({
+        command: z.array(login).default([]),
+        build: z.array(login).default([]),
+        deploy: z.array(login).default([]),
+        /** A builder may cancel the jobs they asked for, without being in `build`. */
+        cancel_own_jobs: z.boolean().default(false),
+      })
+      .prefault({}),
+    labels: z
+      .strictObject({
+        /** What the `bot:build` label does: reply with a hint (as the EESSI bot does) or build the defaults. */
+        build: z.enum(['hint', 'build_defaults']).default('hint'),
+        default_build_command: z.string().default(''),
+      })
+      .superRefine((labels, ctx) => {
+        if (labels.default_build_command.trim() === '') return;
+        const cmd = parseLabelBuildCommand(labels.default_build_command);
+        if (!cmd.ok) {
+          const input = labels.default_build_command;
+          ctx.addIssue({ code: 'custom', path: ['default_build_command'], message: cmd.error, input });
+        }
+      })
+      .prefault({}),
+    backend: z
+      .strictObject({
+        kind: z.enum(['local', 'slurm', 'pbs']).default('local'),
+        /** The unprivileged Unix user that runs jobs (through sudo); unset, jobs run as the bot's own user. */
+        run_as: z
+          .string()
+          .regex(/^[a-z_][a-z0-9_-]{0,31}$/, { message: 'expected a Unix user name' })
+          .optional(),
+        local: z.strictObject({ max_parallel: z.number().int().positive().default(2) }).prefault({}),
+        slurm: z
+          .strictObject({
+            handover: z.enum(['hold_release', 'delayed_begin']).default('hold_release'),
+            job_name_prefix: z
+              .string()
+              .regex(/^[A-Za-z0-9_-]*$/)
+              .default('hpcbot'),
+            default_time: z.string().default('24:00:00'),
+            sbatch_params: z.array(z.string()).default([]),
+            delay_begin_seconds: z.number().int().positive().default(20),
+            missing_ticks_before_lost: z.number().int().positive().default(3),
+          })
+          .prefault({}),
+        pbs: z
+          .strictObject({
+            /** pbspro: OpenPBS / PBS Professional (qstat -x -f -F json); torque: Torque (qstat -f). */
+            flavour: z.enum(['pbspro', 'torque']).default('pbspro'),
+            handover: z.enum(['hold_release', 'delayed_begin']).default('hold_release'),
+            job_name_prefix: z
+              .string()
+              .regex(/^[A-Za-z][A-Za-z0-9_-]*$/, { message: 'expected a name starting with a letter' })
+              .default('hpcbot'),
+            default_walltime: z
+              .string()
+              .regex(/^(\d+:)?\d+:\d\d:\d\d$/, { message: 'expected [DD:]HH:MM:SS' })
+              .default('24:00:00'),
+            qsub_params: qsubParams.default([]),
+            delay_begin_seconds: z.number().int().positive().default(20),
+            missing_ticks_before_lost: z.number().int().positive().default(3),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
+    build: z
+      .strictObject({
+        node_types: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/), nodeTypeSchema).default({}),
+        repos_cfg_dir: z.string().optional(),
+        site_config: siteConfigSchema.prefault({}),
+        allowed_exportvars: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*=.*$/)).default([]),
+        job_script: z.string().optional(),
+        on_overlap: z.enum(['supersede', 'queue', 'refuse']).default('supersede'),
+        on_new_push: z.enum(['cancel', 'keep']).default('cancel'),
+        /** Resubmissions of a job that ended by an infrastructure failure (NODE_FAIL, BOOT_FAIL, PREEMPTED, lost). */
+        infra_retries: z.number().int().min(0).max(10).default(1),
+      })
+      .prefault({}),
+    deploy: deploySchema.prefault({}),
+    /** Active jobs (handed to the scheduler) of this instance at once; unset: no limit. Others wait, queued. */
+    limits: z
+      .strictObject({
+        max_active_jobs: z.number().int().positive().optional(),
+        max_active_jobs_per_pr: z.number().int().positive().optional(),
+        max_active_gpu_jobs: z.number().int().positive().optional(),
+      })
+      .prefault({}),
+    /** Named lists of build lines (`for:...`, `on:... for:...`, `for:set=<other>`): `bot: build for:set=<name>`. */
+    target_sets: z
+      .record(
+        z.string().regex(/^[A-Za-z0-9_.-]+$/, { message: 'expected a set name of [A-Za-z0-9_.-]' }),
+        z.array(z.string()).min(1),
+      )
+      .default({})
+      .superRefine((sets, ctx) => {
+        for (const p of targetSetProblems(sets))
+          ctx.addIssue({ code: 'custom', path: p.path, message: p.message, input: undefined });
+      }),
+    cleanup: z
+      .strictObject({
+        /** Where the directories of closed PRs go; default <jobdirs>/trash. */
+        trash_dir: z.string().optional(),
+      })
+      .prefault({}),
+    /** How deliveries come in: the webhook server, the poller pulling them from GitHub, or both. */
+    ingest: z
+      .strictObject({
+        mode: z.enum(['webhook', 'pull', 'both']).default('webhook'),
+        /** Seconds between two listings of the App's deliveries (pull, both). */
+        pull_interval: duration.default(15),
+        /** How far back a listing goes after downtime (GitHub keeps deliveries for 3 days). */
+        horizon: duration.default(3 * 86_400),
+        /** Seconds between two look-backs for deliveries the server missed (both). */
+        reconcile_interval: duration.default(600),
+      })
+      .prefault({}),
+    health: z
+      .strictObject({
+        /** A scheduler unreachable this long (seconds) is noted on every active job. */
+        alert_after: duration.default(600),
+      })
+      .prefault({}),
+  })
+  .superRefine((site, ctx) => {
+    // `deploy.require` may name target sets, which live in another section.
+    site.deploy.require.forEach((text, i) => {
+      const parsed = parseRequirement(text);
+      if (!parsed.ok || parsed.requirement.kind !== 'set') return;
+      try {
+        expandRequirement(parsed.requirement, site.target_sets);
+      } catch (err) {
+        if (!(err instanceof TargetSetError)) throw err;
+        ctx.addIssue({ code: 'custom', path: ['deploy', 'require', i], message: err.message, input: text });
       }
-    })
-    .prefault({}),
-  backend: z
-    .strictObject({
-      kind: z.enum(['local', 'slurm']).default('local'),
-      /** The unprivileged Unix user that runs jobs (through sudo); unset, jobs run as the bot's own user. */
-      run_as: z
-        .string()
-        .regex(/^[a-z_][a-z0-9_-]{0,31}$/, { message: 'expected a Unix user name' })
-        .optional(),
-      local: z.strictObject({ max_parallel: z.number().int().positive().default(2) }).prefault({}),
-      slurm: z
-        .strictObject({
-          handover: z.enum(['hold_release', 'delayed_begin']).default('hold_release'),
-          job_name_prefix: z
-            .string()
-            .regex(/^[A-Za-z0-9_-]*$/)
-            .default('hpcbot'),
-          default_time: z.string().default('24:00:00'),
-          sbatch_params: z.array(z.string()).default([]),
-          delay_begin_seconds: z.number().int().positive().default(20),
-          missing_ticks_before_lost: z.number().int().positive().default(3),
-        })
-        .prefault({}),
-    })
-    .prefault({}),
-  build: z
-    .strictObject({
-      node_types: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/), nodeTypeSchema).default({}),
-      repos_cfg_dir: z.string().optional(),
-      site_config: siteConfigSchema.prefault({}),
-      allowed_exportvars: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*=.*$/)).default([]),
-      job_script: z.string().optional(),
-      on_overlap: z.enum(['supersede', 'queue', 'refuse']).default('supersede'),
-      on_new_push: z.enum(['cancel', 'keep']).default('cancel'),
-    })
-    .prefault({}),
-  deploy: deploySchema.prefault({}),
-  cleanup: z
-    .strictObject({
-      /** Where the directories of closed PRs go; default <jobdirs>/trash. */
-      trash_dir: z.string().optional(),
-    })
-    .prefault({}),
-});
+    });
+  });
 
 export type SiteConfig = z.infer<typeof siteSchema>;
 
@@ -467,6 +627,8 @@ function resolvePaths(cfg: Config): Config {
       private_key_file: abs(cfg.github.private_key_file),
       webhook_secret_file: abs(cfg.github.webhook_secret_file),
     },
+    ui: { ...cfg.ui, token_file: abs(cfg.ui.token_file) },
+    self_update: cfg.self_update && { ...cfg.self_update, dir: path.resolve(base, cfg.self_update.dir) },
     cleanup: { ...cfg.cleanup, trash_dir: abs(cfg.cleanup.trash_dir) },
     build: {
       ...cfg.build,

@@ -1,7 +1,7 @@
 /**
  * `hpcbot config check --online`: what only the network can tell. GitHub accepts the credentials
  * (GET /app or GET /user), each S3 bucket the uploader names exists and answers HeadBucket, and the
- * Slurm controller answers `sinfo`. Run after `checkSite`; one problem per service that fails.
+ * Slurm controller answers `sinfo` (the PBS server `qstat -B`). Run after `checkSite`; one problem per service that fails.
  */
 import { HeadBucketCommand } from '@aws-sdk/client-s3';
 import type { Config } from './config.js';
@@ -17,6 +17,7 @@ export async function checkOnline(config: Config, env = process.env): Promise<Si
     checkGitHub(config, env),
     checkBuckets(config),
     checkSinfo(config, env),
+    checkPbsServer(config, env),
   ]);
   return results.flat();
 }
@@ -84,6 +85,22 @@ async function checkSinfo(config: Config, env: NodeJS.ProcessEnv): Promise<SiteP
       {
         keyPath: 'backend.kind',
         message: `slurm, but sinfo failed (${said || 'no output'}); is slurmctld running and reachable from this machine?`,
+      },
+    ];
+  }
+}
+
+async function checkPbsServer(config: Config, env: NodeJS.ProcessEnv): Promise<SiteProblem[]> {
+  if (config.backend.kind !== 'pbs') return [];
+  try {
+    await run('qstat', ['-B'], { env, timeoutMs: 30_000 });
+    return [];
+  } catch (err) {
+    const said = err instanceof CommandError ? err.stderr.trim().split('\n').pop() : firstLine(err);
+    return [
+      {
+        keyPath: 'backend.kind',
+        message: `pbs, but qstat -B failed (${said || 'no output'}); is the PBS server running and reachable from this machine (PBS_SERVER, /etc/pbs.conf)?`,
       },
     ];
   }

@@ -38,6 +38,9 @@ export interface SiteCheck {
 /** The Slurm client commands the slurm backend runs. */
 export const SLURM_COMMANDS = ['sbatch', 'squeue', 'sacct', 'scontrol', 'scancel'] as const;
 
+/** The PBS client commands the pbs backend runs (and qselect, after a crash during qsub, where there is one). */
+export const PBS_COMMANDS = ['qsub', 'qstat', 'qrls', 'qdel'] as const;
+
 /** Pure: is `file` inside `dir` (or `dir` itself)? */
 export function isInside(file: string, dir: string): boolean {
   const rel = path.relative(path.resolve(dir), path.resolve(file));
@@ -98,7 +101,7 @@ export async function checkSite(cfg: Config, env = process.env): Promise<SiteChe
     ...(await checkJobScript(cfg)),
     ...(await checkReposCfg(cfg)),
     ...(stagingInJobdirs ? [] : uploader),
-    ...(await checkSlurmCommands(cfg, env)),
+    ...(await checkSchedulerCommands(cfg, env)),
     ...(user ? await checkJobUser(cfg, user) : []),
   );
   return { errors, warnings };
@@ -109,6 +112,13 @@ export async function checkSite(cfg: Config, env = process.env): Promise<SiteChe
 function checkGitHubAuth(cfg: Config, env: NodeJS.ProcessEnv): SiteProblem[] {
   const gh = cfg.github;
   if (gh.app_id !== undefined) return []; // the key file is checked with the secret files
+  if (cfg.ingest.mode !== 'webhook')
+    return [
+      {
+        keyPath: 'ingest.mode',
+        message: `${cfg.ingest.mode} lists the App's webhook deliveries, which GitHub shows only to the App; set github.app_id and github.private_key_file, or use mode webhook`,
+      },
+    ];
   if (gh.token_env !== undefined) {
     if (env[gh.token_env]?.trim()) return [];
     return [
@@ -364,15 +374,17 @@ async function checkS3Environment(cfg: Config, env: NodeJS.ProcessEnv): Promise<
 
 // ---- backend --------------------------------------------------------------------------------
 
-async function checkSlurmCommands(cfg: Config, env: NodeJS.ProcessEnv): Promise<SiteProblem[]> {
-  if (cfg.backend.kind !== 'slurm') return [];
+async function checkSchedulerCommands(cfg: Config, env: NodeJS.ProcessEnv): Promise<SiteProblem[]> {
+  const kind = cfg.backend.kind;
+  if (kind === 'local') return [];
   const missing: string[] = [];
-  for (const command of SLURM_COMMANDS) if (!(await onPath(command, env))) missing.push(command);
+  for (const command of kind === 'pbs' ? PBS_COMMANDS : SLURM_COMMANDS)
+    if (!(await onPath(command, env))) missing.push(command);
   if (missing.length === 0) return [];
   return [
     {
       keyPath: 'backend.kind',
-      message: `slurm, but ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not on PATH; install the Slurm client commands, or add their directory to the bot's PATH`,
+      message: `${kind}, but ${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not on PATH; install the ${kind === 'pbs' ? 'PBS' : 'Slurm'} client commands, or add their directory to the bot's PATH`,
     },
   ];
 }
@@ -396,7 +408,8 @@ async function checkJobUser(cfg: Config, user: JobUser): Promise<SiteProblem[]> 
       keyPath: 'build.job_script',
       message: `the job user ${user.name} cannot read the job script ${script}`,
     });
-  const command = cfg.backend.kind === 'local' ? LOCAL_RUNNER : 'sbatch';
+  const command =
+    cfg.backend.kind === 'local' ? LOCAL_RUNNER : cfg.backend.kind === 'pbs' ? 'qsub' : 'sbatch';
   if (!(await sudoAllows(user.name, command)))
     errors.push({
       keyPath: 'backend.run_as',

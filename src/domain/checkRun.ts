@@ -13,15 +13,15 @@ import type {
   CommitStatusBody,
 } from '../adapters/github/index.js';
 import type { JobData, ResultSummary } from '../store/job.js';
+import { healthRowsOf } from './health.js';
 import { cancelReasonText } from './jobComment.js';
+import { renderLogTail, scrub, type LogTail } from './logTail.js';
 import { codeSpan } from './markdown.js';
 import { sanitizeDescription } from './resultFile.js';
 import type { BuildTarget } from './targets.js';
 
 /** GitHub's limit for each output field of a check run. */
 export const MAX_OUTPUT_CHARS = 65_535;
-/** Lines of the Slurm output that a failed job's check run shows. */
-export const LOG_TAIL_LINES = 40;
 /** GitHub's limit for a commit status description. */
 const MAX_STATUS_DESCRIPTION = 140;
 
@@ -29,13 +29,6 @@ export interface JobView {
   stage: string;
   data: JobData;
 }
-
-/** The end of the job's Slurm output as read from its work tree, or why it was not read. */
-export type LogTail =
-  /** `cutAtStart`: the read began inside the file, so its first line is partial. */
-  | { file: string; text: string; cutAtStart: boolean }
-  /** `unread` completes a sentence about the file ("does not exist"). */
-  | { file: string; unread: string };
 
 /** `<repo_id> <for-arch>[ <accel>]`: what is built, the same for every rebuild of it. */
 export function targetLabel(t: Pick<BuildTarget, 'repoId' | 'forArch' | 'forAccel'>): string {
@@ -64,6 +57,8 @@ export function jobOutcome({ stage, data }: JobView): Outcome {
     case 'prepared':
     case 'submitting':
       return { status: 'queued', title: 'Waiting to be submitted' };
+    case 'queued':
+      return { status: 'queued', title: 'Waiting for a free slot (limits)' };
     case 'submitted':
       return { status: 'queued', title: `Submitted${asJob}` };
     case 'released':
@@ -129,6 +124,8 @@ export interface CheckRunOptions {
   /** False once a newer push superseded the job's head: the run then completes as neutral. */
   currentHead: boolean;
   logTail?: LogTail;
+  /** `reporting.log_tail_lines`: how many lines of `logTail` to show (0: none). */
+  logTailLines?: number;
   /** Values that must never be shown (the bot's secrets). */
   secrets?: readonly string[];
 }
@@ -139,7 +136,10 @@ export function renderCheckRun(job: JobView, opts: CheckRunOptions): CheckRunBod
   const outcome = jobOutcome(job);
   const conclusion = outcome.conclusion && (opts.currentHead ? outcome.conclusion : 'neutral');
   const secrets = opts.secrets ?? [];
-  const text = opts.logTail && showsLogTail(outcome) ? renderLogTail(opts.logTail, secrets) : undefined;
+  const text =
+    opts.logTail && showsLogTail(outcome)
+      ? renderLogTail(opts.logTail, opts.logTailLines ?? 0, secrets)
+      : undefined;
   return {
     name: checkRunName(data.instance, data.target),
     external_id: opts.externalId,
@@ -200,57 +200,12 @@ function renderSummary({ stage, data }: JobView, relativeJobDir: string): string
       '',
       `:warning: built from ${codeSpan((data.head_sha ?? '?').slice(0, 12))}, superseded by ${codeSpan(data.stale.superseded_by.slice(0, 12))}`,
     );
+  for (const row of healthRowsOf(data.rows)) lines.push('', `:warning: ${row.comment}`);
   return lines.join('\n');
 }
 
 function describe(r: Pick<ResultSummary, 'status' | 'description'>): string {
   return r.description ? sanitizeDescription(r.description) : `${r.status} (no description)`;
-}
-
-/**
- * Pure: the last LOG_TAIL_LINES lines, without terminal control sequences, each secret replaced by
- * `[secret]`, in a code fence longer than any backtick run inside; cut at its start to fit GitHub's limit.
- */
-export function renderLogTail(tail: LogTail, secrets: readonly string[]): string {
-  const file = codeSpan(tail.file);
-  if ('unread' in tail) return `${file} ${tail.unread}: no log to show.`;
-  let text = tail.text;
-  if (tail.cutAtStart) {
-    // The partial first line could hold the end of a secret whose start was not read: never show it.
-    const newline = text.indexOf('\n');
-    text = newline >= 0 ? text.slice(newline + 1) : text.slice(Math.max(0, ...secrets.map((s) => s.length)));
-  }
-  const lines = scrub(plainText(text), secrets).split('\n');
-  if (lines.at(-1) === '') lines.pop();
-  let body = lines.slice(-LOG_TAIL_LINES).join('\n');
-  const fence = '`'.repeat(Math.max(3, ...(body.match(/`+/g) ?? []).map((r) => r.length + 1)));
-  const heading = (cut: string) => `Last ${LOG_TAIL_LINES} lines of ${file}${cut}:`;
-  const cutNote = ` (cut to its last characters: GitHub takes at most ${MAX_OUTPUT_CHARS})`;
-  const frame = (h: string, b: string) => `${h}\n\n${fence}\n${b}\n${fence}`;
-  if (frame(heading(''), body).length > MAX_OUTPUT_CHARS) {
-    const room = MAX_OUTPUT_CHARS - frame(heading(cutNote), '').length;
-    body = body.slice(body.length - room);
-    if (/^[\udc00-\udfff]/.test(body)) body = body.slice(1);
-    return frame(heading(cutNote), body);
-  }
-  return frame(heading(''), body);
-}
-
-/** Line breaks as `\n`; ANSI escape sequences and other control characters (but tabs) removed. */
-function plainText(s: string): string {
-  return s
-    .replace(/\r\n?/g, '\n')
-    .replace(/\x1b\[[0-?]*[ -/]*[@-~]/g, '') // eslint-disable-line no-control-regex
-    .replace(/\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?/g, '') // eslint-disable-line no-control-regex
-    .replace(/[\x00-\x08\x0b-\x1f\x7f]/g, ''); // eslint-disable-line no-control-regex
-}
-
-/** Every occurrence of a secret (longest first, so none is left half-shown) replaced by `[secret]`. */
-export function scrub(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const s of [...secrets].filter(Boolean).sort((a, b) => b.length - a.length))
-    out = out.split(s).join('[secret]');
-  return out;
 }
 
 /** Pure: `text` cut to GitHub's limit for an output field, with a note that says so. */

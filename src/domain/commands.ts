@@ -22,9 +22,13 @@ export const COMMAND_SYNTAX = {
   show_config: 'bot: show_config [inst:<instance>]',
   status: 'bot: status [last_build] [inst:<instance>]',
   build:
-    'bot: build [on:arch=<cpu>[,accel=<gpu>]] for:arch=<cpu>[,accel=<gpu>] [repo:<repo_id>] [inst:<instance>] [exportvariable:NAME=value]',
+    'bot: build [on:arch=<cpu>[,accel=<gpu>]] for:arch=<cpu>[,accel=<gpu>[+<gpu>...]]|for:set=<name> [repo:<repo_id>] [inst:<instance>] [exportvariable:NAME=value] [after:#<PR>] [--dry-run]',
+  plan: 'bot: plan [on:arch=<cpu>[,accel=<gpu>]] for:arch=<cpu>[,accel=<gpu>]|for:set=<name> [repo:<repo_id>] [inst:<instance>] [exportvariable:NAME=value]',
+  rebuild:
+    'bot: rebuild failed [inst:<instance>]  or  bot: rebuild for:arch=<cpu>[,accel=<gpu>]|for:set=<name> [on:arch=<cpu>[,accel=<gpu>]] [repo:<repo_id>] [inst:<instance>]',
   cancel: 'bot: cancel [job:<job id>] [repo:<repo_id>] [arch:<cpu>] [accel:<gpu>] [inst:<instance>]',
   deploy: 'bot: deploy [inst:<instance>]',
+  ping: 'bot: ping [inst:<instance>]',
 } as const;
 
 export type CommandName = keyof typeof COMMAND_SYNTAX;
@@ -43,7 +47,12 @@ export type FilterComponent = (typeof FILTER_COMPONENTS)[number];
 export interface TargetSpec {
   architecture?: string;
   accelerator?: string;
+  /** `for:set=<name>`: a named target set of site.yaml (`target_sets`), expanded by domain/targetSets.ts. */
+  set?: string;
 }
+
+/** `bot: build ... --dry-run`: answer with the plan (as `bot: plan`) and submit nothing. */
+export const DRY_RUN_FLAG = '--dry-run';
 
 export interface ExportVariable {
   name: string;
@@ -59,6 +68,8 @@ export interface CommandArgs {
   exportVariables: ExportVariable[];
   /** Tokens without a colon, e.g. `last_build`. */
   general: string[];
+  /** `after:#N` (build, plan): the jobs wait until PR N of the same repository is deployed or closed. */
+  after?: number;
 }
 
 export type ParsedCommand =
@@ -142,8 +153,20 @@ function parseTargetSpec(which: 'on' | 'for', value: string): TargetSpec {
     if (eq <= 0 || eq === item.length - 1) {
       throw new CommandSyntaxError(`\`${which}:\` item ${quote(item)} is not of the form key=value`);
     }
+    if (which === 'for' && item.slice(0, eq) === 'set') {
+      spec.set = item.slice(eq + 1);
+      continue;
+    }
     const key = expandPrefix(item.slice(0, eq), ['architecture', 'accelerator'] as const, `${which}:`);
     spec[key] = normalizeTarget(key, item.slice(eq + 1));
+  }
+  if (spec.set !== undefined && (spec.architecture !== undefined || spec.accelerator !== undefined)) {
+    throw new CommandSyntaxError('`for:set=<name>` takes no other items: the set says what to build for');
+  }
+  if (spec.accelerator?.split('+').some((a) => a === '')) {
+    throw new CommandSyntaxError(
+      `accelerator ${quote(spec.accelerator)}: join several accelerators with \`+\`, e.g. \`nvidia/cc70+nvidia/cc90\``,
+    );
   }
   return spec;
 }
@@ -152,7 +175,14 @@ function addFilter(args: CommandArgs, key: string, value: string, token: string)
   if (value === '' || value.includes(':')) {
     throw new CommandSyntaxError(`filter ${quote(token)} must be \`component:pattern\` with one colon`);
   }
-  const component = expandPrefix(key, FILTER_COMPONENTS, 'filter');
+  if (key === 'after') {
+    const pr = /^#?([1-9][0-9]{0,9})$/.exec(value);
+    if (!pr)
+      throw new CommandSyntaxError(`\`after:\` needs a PR number, e.g. \`after:#1234\`, got ${quote(value)}`);
+    args.after = Number(pr[1]);
+    return;
+  }
+  const component = expandPrefix(FILTER_ALIASES[key] ?? key, FILTER_COMPONENTS, 'filter');
   if (component === 'exportvariable') {
     const eq = value.indexOf('=');
     if (eq <= 0 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(value.slice(0, eq))) {
@@ -163,6 +193,9 @@ function addFilter(args: CommandArgs, key: string, value: string, token: string)
   }
   args.filters[component] = normalizeTarget(component, value);
 }
+
+/** Spellings seen in EESSI PRs that are no prefix of their component (`bot:cancel jobid:192194`). */
+const FILTER_ALIASES: Record<string, FilterComponent> = { jobid: 'job' };
 
 /** The short names the docs use, for error messages. */
 const SHORT_NAMES: Record<string, string> = {
@@ -194,19 +227,41 @@ export function normalizeTarget(component: string, value: string): string {
 
 /** `inst:` is accepted by every command; it decides which instances answer (see isForInstance). */
 function validateForCommand(cmd: CommandName, args: CommandArgs): void {
+  if (args.after !== undefined && cmd !== 'build' && cmd !== 'plan')
+    throw new CommandSyntaxError('only `build` and `plan` take `after:`');
   const hasTargets = args.for !== undefined || Object.keys(args.on).length > 0;
   const hasFilters =
     Object.keys(args.filters).some((k) => k !== 'instance') || args.exportVariables.length > 0;
   switch (cmd) {
     case 'build':
+    case 'plan': {
       if (!args.for) {
         throw new CommandSyntaxError(
           'no `for:` argument was given, so no build jobs are submitted; say what to build for, e.g. `for:arch=x86_64/amd/zen4`',
         );
       }
-      if (!args.for.architecture) throw new CommandSyntaxError('`for:` needs `arch=<cpu>`');
-      if (args.general.length > 0) throw unexpected(args.general);
+      validateForSpec(args);
+      const extra = args.general.filter((g) => !(cmd === 'build' && g === DRY_RUN_FLAG));
+      if (extra.length > 0) throw unexpected(extra);
       return;
+    }
+    case 'rebuild': {
+      const failed = args.general.length === 1 && args.general[0] === 'failed';
+      if (args.exportVariables.length > 0 || args.filters.job !== undefined)
+        throw new CommandSyntaxError(
+          '`rebuild` reuses the export variables of the original jobs; it takes only `for:`, `on:`, `repo:` and `inst:`',
+        );
+      if (failed && (args.for || args.filters.repository !== undefined))
+        throw new CommandSyntaxError('`rebuild failed` takes no other arguments but `inst:`');
+      if (failed) return;
+      if (args.general.length > 0) throw unexpected(args.general);
+      if (!args.for)
+        throw new CommandSyntaxError('say what to rebuild: `failed`, or the targets with `for:`');
+      if (args.filters.architecture !== undefined || args.filters.accelerator !== undefined)
+        throw new CommandSyntaxError('`rebuild` selects targets with `for:` and `on:`, not `arch:`/`accel:`');
+      validateForSpec(args);
+      return;
+    }
     case 'status':
       if (hasTargets || hasFilters) throw new CommandSyntaxError('`status` takes no filters but `inst:`');
       if (args.general.some((g) => g !== 'last_build'))
@@ -225,6 +280,17 @@ function validateForCommand(cmd: CommandName, args: CommandArgs): void {
         throw new CommandSyntaxError(`\`${cmd}\` takes no arguments but \`inst:\``);
       }
   }
+}
+
+function validateForSpec(args: CommandArgs): void {
+  if (args.for?.set !== undefined) {
+    if (args.on.set === undefined)
+      throw new CommandSyntaxError(
+        '`for:set=<name>` takes no `on:`: each line of the set says where to build',
+      );
+    return;
+  }
+  if (!args.for?.architecture) throw new CommandSyntaxError('`for:` needs `arch=<cpu>`');
 }
 
 /** A command with `inst:<pattern>` is for the instances whose name matches; the others stay silent. */
@@ -267,6 +333,7 @@ export function expandCommand(cmd: CommandName, args: CommandArgs): string {
   }
   for (const [k, v] of Object.entries(args.filters)) parts.push(`${k}:${v}`);
   for (const e of args.exportVariables) parts.push(`exportvariable:${e.name}=${e.value}`);
+  if (args.after !== undefined) parts.push(`after:#${args.after}`);
   parts.push(...args.general);
   return parts.join(' ');
 }

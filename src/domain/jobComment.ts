@@ -13,7 +13,8 @@ export function formatRowDate(d: Date): string {
   return `${MONTHS[d.getUTCMonth()]} ${pad(d.getUTCDate())} ${time} UTC ${d.getUTCFullYear()}`;
 }
 
-export function renderJobComment(data: JobData, relativeJobDir: string): string {
+/** `logTail`: the failed job's log tail block (domain/logTail.ts), shown below the table. */
+export function renderJobComment(data: JobData, relativeJobDir: string, logTail?: string): string {
   const t = data.target;
   const withAccel = (accel?: string) => (accel ? `&nbsp;and accelerator ${codeSpan(accel)}` : '');
   const lines = [
@@ -22,6 +23,7 @@ export function renderJobComment(data: JobData, relativeJobDir: string): string 
     `Building for: ${codeSpan(t.forArch)}${withAccel(t.forAccel)}`,
     `Job dir: ${codeSpan(relativeJobDir, 400)}`,
   ];
+  if (data.node_cpu_model) lines.push(`Node CPU: ${codeSpan(data.node_cpu_model)}`);
   if (data.head_sha) {
     lines.push(
       `Built from: ${codeSpan(data.head_sha.slice(0, 12))} merged into ${codeSpan((data.base_sha ?? '').slice(0, 12))}`,
@@ -34,6 +36,7 @@ export function renderJobComment(data: JobData, relativeJobDir: string): string 
   }
   lines.push('', '|date|job status|comment|', '|----------|----------|------------------------|');
   for (const r of data.rows) lines.push(`|${r.at}|${r.status}|${r.comment}|`);
+  if (logTail) lines.push('', logTail);
   return lines.join('\n');
 }
 
@@ -59,7 +62,8 @@ export function finalState(
   const scheduler = `<sub>(scheduler: ${codeSpan(`${obs.state}, exit code ${obs.exitCode ?? '?'}`)})</sub>`;
   const state = obs.state.trim().split(/\s+/)[0] ?? '';
   const stage = state === 'CANCELLED' ? 'cancelled' : 'finished';
-  if (state === 'COMPLETED' || state === 'FAILED') {
+  // FINISHED: ended on its own, but the scheduler did not say how (PBS without an exit status).
+  if (state === 'COMPLETED' || state === 'FAILED' || state === 'FINISHED') {
     return {
       stage,
       rows: [
@@ -104,6 +108,26 @@ function endedEarly(
   }
 }
 
+/** Scheduler states that say the machine failed the job, not the build. */
+const INFRA_STATES = new Set(['NODE_FAIL', 'BOOT_FAIL', 'PREEMPTED']);
+
+/**
+ * Pure: the infrastructure failure a resubmission may fix (build.infra_retries), or undefined. A job that
+ * ended as FAILED without ever writing its output file failed before the job script started. A result
+ * file that says FAILURE is a build failure, and is never retried.
+ */
+export function infraFailure(
+  state: string,
+  results: { result: ParsedResult },
+  outputWritten: boolean,
+): string | undefined {
+  if (results.result.summary.status === 'FAILURE') return undefined;
+  const s = state.trim().split(/\s+/)[0] ?? '';
+  if (INFRA_STATES.has(s)) return s;
+  if (s === 'FAILED' && !outputWritten) return 'a failure before the job script started';
+  return undefined;
+}
+
 /**
  * Pure: the cancel reasons the bot records (`cancelJob`), in words: "cancelled by <login>" (`bot:
  * cancel`), "superseded by <job dir>" (a new build of the same target), "superseded by <commit>" (a new
@@ -137,6 +161,11 @@ function timeOption(params: string[]): string | undefined {
 
 /** Pure: the time limit a job was submitted with, when the backend has one (Slurm: params or default_time). */
 export function jobTimeLimit(config: Config, data: Pick<JobData, 'target'>): string | undefined {
+  if (config.backend.kind === 'pbs') {
+    const p = config.backend.pbs;
+    const given = [...p.qsub_params, ...(data.target.pbsParams ?? [])].join(' ');
+    return /(?:^|[\s,])walltime=([0-9:]+)/.exec(given)?.[1] ?? p.default_walltime;
+  }
   if (config.backend.kind !== 'slurm') return undefined;
   const s = config.backend.slurm;
   return timeOption([...s.sbatch_params, ...data.target.slurmParams]) ?? s.default_time;

@@ -42,6 +42,7 @@ export type ProvenanceJob = Pick<
   | 'instance'
   | 'target'
   | 'exportVariables'
+  | 'job_owner'
   | 'head_sha'
   | 'base_sha'
   | 'merge_sha'
@@ -82,6 +83,7 @@ const externalParametersSchema = z.looseObject({
     repoId: z.string(),
   }),
   exportVariables: z.array(z.string()).optional(),
+  jobOwner: z.string().optional(),
 });
 
 export const provenanceSchema = z.looseObject({
@@ -154,6 +156,7 @@ export function buildProvenance(input: ProvenanceInput): ProvenanceStatement {
             repoId: job.target.repoId,
           }),
           exportVariables: job.exportVariables.map((e) => `${e.name}=${e.value}`),
+          jobOwner: job.job_owner,
         }),
         internalParameters: defined({
           onArch: job.target.onArch,
@@ -226,6 +229,7 @@ export interface ProvenanceSummary {
   forArch: string;
   forAccel?: string;
   repoId: string;
+  jobOwner?: string;
   jobId?: string;
   backend?: string;
   startedOn?: string;
@@ -249,6 +253,7 @@ export function summarizeProvenance(s: ProvenanceStatement): ProvenanceSummary {
     forArch: ext.target.forArch,
     forAccel: ext.target.forAccel,
     repoId: ext.target.repoId,
+    jobOwner: ext.jobOwner,
     jobId: run.metadata?.invocationId,
     backend: typeof job?.backend === 'string' ? job.backend : undefined,
     startedOn: run.metadata?.startedOn,

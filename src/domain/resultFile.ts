@@ -169,3 +169,29 @@ export async function readResultFiles(jobDir: string, jobId: string) {
   };
   return { result: await read('result'), test: await read('test') };
 }
+
+/** The node files of the 2026 job contract: what the build node said about itself. */
+export const NODE_FILE_KINDS = ['lscpu', 'ulimits', 'os'] as const;
+export type NodeFiles = Partial<Record<(typeof NODE_FILE_KINDS)[number], string>>;
+
+/** Read `_bot_job<ID>.lscpu`, `.ulimits` and `.os` from the work tree (each up to the size limit). */
+export async function readNodeFiles(jobDir: string, jobId: string): Promise<NodeFiles> {
+  const tree = workTreeOf(jobDir);
+  const files: NodeFiles = {};
+  for (const kind of NODE_FILE_KINDS) {
+    const r = await readLimited(tree, `_bot_job${jobId}.${kind}`);
+    if (r && 'text' in r) files[kind] = r.text;
+  }
+  return files;
+}
+
+/** Pure: the CPU model from `lscpu` output (`Model name:`), as plain text for a code span, or undefined. */
+export function cpuModelOf(lscpu: string | undefined): string | undefined {
+  const m = /^\s*Model name:[ \t]*(.+)$/m.exec(lscpu ?? '');
+  const model = m?.[1]
+    ?.replace(/[^\x20-\x7e]/g, '')
+    .replace(/`/g, "'")
+    .trim()
+    .slice(0, 120);
+  return model || undefined;
+}

@@ -10,6 +10,7 @@
 import type { CommandArgs, ExportVariable, TargetSpec } from './commands.js';
 import type { SiteConfig } from '../config/config.js';
 import { codeSpan } from './markdown.js';
+import { expandTargetSet, TargetSetError } from './targetSets.js';
 
 export interface BuildTarget {
   nodeType: string;
@@ -22,6 +23,8 @@ export interface BuildTarget {
   forArch: string;
   forAccel?: string;
   slurmParams: string[];
+  /** The node type's `pbs_params` (qsub arguments), when it has any. */
+  pbsParams?: string[];
 }
 
 /** What a build is for, as one string: jobs with the same key built the same thing (deploy, status). */
@@ -50,11 +53,15 @@ function escapeRegExp(s: string): string {
 export type TargetSelection =
   { ok: true; targets: BuildTarget[]; exportVariables: ExportVariable[] } | { ok: false; reason: string };
 
+/** Joins the accelerators of a multi-accelerator target: `nvidia/cc70+nvidia/cc90` is one job. */
+export const MULTI_ACCEL_SEPARATOR = '+';
+
 export function selectBuildTargets(
   args: CommandArgs,
-  config: Pick<SiteConfig, 'instance' | 'build'>,
+  config: Pick<SiteConfig, 'instance' | 'build'> & { target_sets?: SiteConfig['target_sets'] },
 ): TargetSelection {
   const forSpec = args.for;
+  if (forSpec?.set !== undefined) return selectSetTargets(args, forSpec.set, config);
   if (!forSpec?.architecture) return { ok: false, reason: 'no `for:` argument was given' };
   const notAllowed = args.exportVariables.filter(
     (e) => !config.build.allowed_exportvars.includes(`${e.name}=${e.value}`),
@@ -82,6 +89,13 @@ export function selectBuildTargets(
       reason: `${codeSpan(crossGlob)}: \`for:\` needs exact values (no \`*\`) when \`on:\` names other hardware`,
     };
   }
+  const multi = forSpec.accelerator?.includes(MULTI_ACCEL_SEPARATOR) ? forSpec.accelerator : undefined;
+  if (multi?.includes('*')) {
+    return {
+      ok: false,
+      reason: `${codeSpan(multi)}: a multi-accelerator target needs exact values (no \`*\`)`,
+    };
+  }
   const { filters } = args;
   if (filters.instance !== undefined && !patternMatches(filters.instance, config.instance)) {
     return { ok: true, targets: [], exportVariables: args.exportVariables };
@@ -89,10 +103,12 @@ export function selectBuildTargets(
   const targets: BuildTarget[] = [];
   for (const [nodeType, node] of Object.entries(config.build.node_types)) {
     if (!nodeMatches(args.on, filters, node)) continue;
+    // A multi-accelerator target is built where one of its accelerators is, or where accel_multi says so.
+    if (multi !== undefined && !accelMatches(multi, node)) continue;
     const native = forSpec.architecture === args.on.architecture;
     // Likewise the accelerator: `for:...,accel=cc90` alone (or a glob) means the node's full accelerator.
     const nativeAccel =
-      forSpec.accelerator !== undefined && forSpec.accelerator === args.on.accelerator
+      multi === undefined && forSpec.accelerator !== undefined && forSpec.accelerator === args.on.accelerator
         ? node.accel
         : undefined;
     const forAccel = nativeAccel ?? forSpec.accelerator;
@@ -108,23 +124,61 @@ export function selectBuildTargets(
         forArch: native ? node.cpu_subdir : forSpec.architecture,
         ...(forAccel ? { forAccel } : {}),
         slurmParams: node.slurm_params,
+        ...(node.pbs_params.length > 0 ? { pbsParams: node.pbs_params } : {}),
       });
     }
   }
   return { ok: true, targets, exportVariables: args.exportVariables };
 }
 
+/** The targets of every line of a target set, each (node type, target) once. */
+function selectSetTargets(
+  args: CommandArgs,
+  name: string,
+  config: Pick<SiteConfig, 'instance' | 'build'> & { target_sets?: SiteConfig['target_sets'] },
+): TargetSelection {
+  let lines;
+  try {
+    lines = expandTargetSet(config.target_sets ?? {}, name);
+  } catch (err) {
+    if (err instanceof TargetSetError) return { ok: false, reason: err.message };
+    throw err;
+  }
+  const targets = new Map<string, BuildTarget>();
+  for (const line of lines) {
+    const selection = selectBuildTargets({ ...args, on: line.on, for: line.for }, config);
+    if (!selection.ok)
+      return { ok: false, reason: `set ${codeSpan(name)}, ${codeSpan(line.line)}: ${selection.reason}` };
+    for (const t of selection.targets) targets.set(`${t.nodeType}|${buildTargetKey(t)}`, t);
+  }
+  return { ok: true, targets: [...targets.values()], exportVariables: args.exportVariables };
+}
+
+/**
+ * A multi-accelerator pattern (`a+b`) matches a GPU node whose accelerator is one of its parts, or any
+ * GPU node with `accel_multi: true`; a single pattern matches as everywhere else.
+ */
+function accelMatches(pattern: string, node: { accel?: string | undefined; accel_multi?: boolean }): boolean {
+  if (node.accel === undefined) return false;
+  if (patternMatches(pattern, node.accel)) return true;
+  if (!pattern.includes(MULTI_ACCEL_SEPARATOR)) return false;
+  return (
+    node.accel_multi === true ||
+    pattern.split(MULTI_ACCEL_SEPARATOR).some((part) => patternMatches(part, node.accel!))
+  );
+}
+
 function nodeMatches(
   on: TargetSpec,
   filters: CommandArgs['filters'],
-  node: { cpu_subdir: string; accel?: string | undefined },
+  node: { cpu_subdir: string; accel?: string | undefined; accel_multi?: boolean },
 ): boolean {
   const arch = [on.architecture, filters.architecture].filter((p): p is string => p !== undefined);
   const accel = [on.accelerator, filters.accelerator].filter((p): p is string => p !== undefined);
   if (!arch.every((p) => patternMatches(p, node.cpu_subdir))) return false;
   // GPU-node guard: a node with an accelerator is only used when an accelerator is asked for.
   if (node.accel === undefined) return accel.length === 0;
-  return accel.length > 0 && accel.every((p) => patternMatches(p, node.accel!));
+  return accel.length > 0 && accel.every((p) => accelMatches(p, node));
 }
 
 export function describeTargets(config: Pick<SiteConfig, 'build'>): string[] {

@@ -37,6 +37,13 @@ const PR_EVENTS = new Set([
 const REPO_EVENTS = new Set(['repository']);
 /** Presses of a check run's buttons: a Rebuild or Cancel button, or GitHub's own "Re-run" (rerequested). */
 const CHECK_RUN_ACTIONS = new Set(['requested_action', 'rerequested']);
+/** Every event type classifyEvent may store (the pull ingest fetches deliveries of these only). */
+export const STORED_EVENTS: ReadonlySet<string> = new Set([
+  ...PR_EVENTS,
+  'issue_comment',
+  'check_run',
+  ...REPO_EVENTS,
+]);
 /** A job's external_id: its dir relative to jobdirs, `<YYYY.MM>/<owner>/<repo>/pr_<N>/event_<id>/...`. */
 const JOB_DIR_PR = /^\d{4}\.\d{2}\/([^/]+)\/([^/]+)\/pr_(\d{1,9})\//;
 
@@ -136,6 +143,8 @@ export interface IncomingEvent {
   repo: string;
   scope: EventScope;
   receivedAt: Date;
+  /** `pull`: fetched from GitHub's list of deliveries (src/ingest/pull.ts); absent: the webhook. */
+  source?: 'pull';
 }
 
 export interface StoredEvent {
@@ -145,6 +154,7 @@ export interface StoredEvent {
   received_at: string;
   installation_id: number | null;
   headers: Record<string, string>;
+  source?: 'pull';
   payload: unknown;
 }
 
@@ -274,6 +284,7 @@ export function renderEventFile(ev: IncomingEvent): Buffer[] {
     received_at: ev.receivedAt.toISOString(),
     installation_id: ev.installationId,
     headers: ev.headers,
+    ...(ev.source ? { source: ev.source } : {}),
   });
   const body = typeof ev.rawBody === 'string' ? Buffer.from(ev.rawBody) : ev.rawBody;
   return [Buffer.from(`${head.slice(0, -1)},"payload":`), body, EVENT_FILE_END];

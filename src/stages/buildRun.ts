@@ -25,7 +25,7 @@ export interface PreparedJob {
 }
 
 /** The directories of `active` jobs for the same node type and repo target as `target`. */
-function sameTarget(active: PrJob[], target: BuildTarget): string[] {
+export function sameTarget(active: PrJob[], target: BuildTarget): string[] {
   return active
     .filter(
       ({ state: { data } }) =>
@@ -47,6 +47,9 @@ export async function createBuildRun(
   pr: PullRequestRef,
   targets: BuildTarget[],
   exportVariables: ExportVariable[],
+  jobOwner?: string,
+  /** `after:#N`: the jobs wait until PR N is deployed or closed. */
+  afterPr?: number,
 ): Promise<PreparedJob[]> {
   const { config, jobdirs, now } = work.deps;
   const runs = (work.state.data.runs ?? {}) as Record<string, string>;
@@ -98,11 +101,13 @@ export async function createBuildRun(
         instance: config.instance,
         target,
         exportVariables,
+        ...(jobOwner ? { job_owner: jobOwner } : {}),
         backend: config.backend.kind,
         ...(config.digest ? { config_digest: config.digest } : {}),
         submit_id: randomUUID(),
         rows: [],
         ...(waitFor.length ? { wait_for: waitFor } : {}),
+        ...(afterPr !== undefined ? { after_pr: afterPr } : {}),
       };
       await writeState(dir, newState('job', 'prepared', data, now()));
       work.deps.logger.info(

@@ -7,15 +7,13 @@
  * refused (once an hour at most, as for commands).
  */
 import path from 'node:path';
-import type { Config } from '../config/config.js';
 import { checkRunName, targetLabel } from '../domain/checkRun.js';
 import { codeSpan } from '../domain/markdown.js';
 import { hasPermission, type Permission } from '../domain/permissions.js';
 import { prName } from '../log.js';
 import { ACTIVE_JOB_STAGES, type JobData } from '../store/job.js';
 import { readState, type DirState } from '../store/state.js';
-import { createBuildRun } from './buildRun.js';
-import { describeClosure, prClosure } from './cleanup.js';
+import { rebuildJobs } from './commands/rebuild.js';
 import type { PullRequestRef } from './context.js';
 import { claimDenialReply } from './denials.js';
 import type { EventContext, EventHandler } from './event.js';
@@ -121,24 +119,8 @@ async function rebuild(
   pr: PullRequestRef,
   job: JobData,
 ): Promise<{ ignored: string } | void> {
-  const closure = await prClosure(ctx.work.deps, pr);
-  if (closure) return { ignored: `no rebuild: ${describeClosure(closure)}` };
-  const gone = unavailable(job, ctx.work.deps.config);
-  if (gone) return { ignored: `no rebuild: ${gone}` };
-  await createBuildRun(ctx.work, `${ctx.gen}:rebuild`, pr, [job.target], job.exportVariables);
-}
-
-/** Pure: why the site no longer builds this job's target, if it does not. */
-export function unavailable(
-  job: Pick<JobData, 'target' | 'exportVariables'>,
-  config: Pick<Config, 'build'>,
-): string | undefined {
-  const nodes = config.build.node_types;
-  const node = Object.hasOwn(nodes, job.target.nodeType) ? nodes[job.target.nodeType] : undefined;
-  if (!node?.repo_targets.includes(job.target.repoId))
-    return `node type ${job.target.nodeType} no longer builds ${job.target.repoId}`;
-  const refused = job.exportVariables.find(
-    (e) => !config.build.allowed_exportvars.includes(`${e.name}=${e.value}`),
-  );
-  return refused ? `export variable ${refused.name}=${refused.value} is no longer allowed` : undefined;
+  const outcome = await rebuildJobs(ctx.work, `${ctx.gen}:rebuild`, pr, [job]);
+  if ('closed' in outcome) return { ignored: `no rebuild: ${outcome.closed}` };
+  const gone = outcome.skipped[0];
+  if (gone) return { ignored: `no rebuild: ${gone.why}` };
 }

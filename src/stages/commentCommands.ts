@@ -6,7 +6,7 @@
  */
 import { UnreadableCommentError } from '../domain/commandLines.js';
 import type { Chatlevel } from '../config/config.js';
-import { parseBotCommands, type CommandName, type ParsedCommand } from '../domain/commands.js';
+import { DRY_RUN_FLAG, parseBotCommands, type CommandName, type ParsedCommand } from '../domain/commands.js';
 import { codeSpan } from '../domain/markdown.js';
 import { hasPermission, isBotAccount } from '../domain/permissions.js';
 import { renderCommandReply, renderSyntaxError, type CommandOutcome } from '../domain/render.js';
@@ -16,8 +16,11 @@ import { build } from './commands/build.js';
 import { cancel } from './commands/cancel.js';
 import { deploy } from './commands/deploy.js';
 import { help } from './commands/help.js';
+import { plan } from './commands/plan.js';
+import { ping } from './commands/ping.js';
+import { rebuild } from './commands/rebuild.js';
 import { showConfig } from './commands/showConfig.js';
-import { status } from './commands/status.js';
+import { leavesStatusToOthers, status } from './commands/status.js';
 import type { CommandHandler } from './commands/types.js';
 import { prName } from '../log.js';
 
@@ -26,12 +29,15 @@ const COMMAND_HANDLERS: Record<CommandName, CommandHandler> = {
   show_config: showConfig,
   status,
   build,
+  plan,
+  rebuild,
   cancel,
   deploy,
+  ping,
 };
 
 /** Direct questions are answered at chatlevel minimal; acknowledgements of actions need basic. */
-const ANSWER_COMMANDS = new Set<string>(['help', 'show_config', 'status']);
+const ANSWER_COMMANDS = new Set<string>(['help', 'show_config', 'status', 'plan', 'ping']);
 
 interface CommentPayload {
   issue?: { pull_request?: unknown };
@@ -53,15 +59,22 @@ export const handleCommentCommands: EventHandler = async (ctx) => {
     if (err instanceof UnreadableCommentError) return { ignored: `comment not read: ${err.message}` };
     throw err;
   }
-  const { commands, dropped, forOtherInstances } = parsed;
+  const { dropped, forOtherInstances } = parsed;
+  const commands = parsed.commands.filter(
+    (c) => !(c.ok && c.name === 'status' && leavesStatusToOthers(config, c.args.filters.instance)),
+  );
   if (commands.length === 0) {
+    if (parsed.commands.length > 0)
+      return { ignored: `reporting.status_responder ${config.reporting.status_responder} answers status` };
     return forOtherInstances > 0
       ? { ignored: `every command is for other instances (inst:), none for ${config.instance}` }
       : { ignored: 'no bot: command in the comment' };
   }
 
   const replyKey = `${ctx.gen}:reply`;
-  if (!(await hasPermission(github, ctx.pr.repo, sender, config.permissions.command))) {
+  // permissions.cancel_own_jobs: a comment of cancels only is let through; cancel.ts limits it to the sender's jobs.
+  const ownCancels = config.permissions.cancel_own_jobs && commands.every((c) => c.ok && c.name === 'cancel');
+  if (!ownCancels && !(await hasPermission(github, ctx.pr.repo, sender, config.permissions.command))) {
     const denial = await claimDenialReply(ctx.work, ctx.pr, sender);
     if (!denial.claimed)
       return { ignored: `${sender} may not send commands and was told so at ${denial.told.at}` };
@@ -82,7 +95,9 @@ export const handleCommentCommands: EventHandler = async (ctx) => {
   for (const [i, cmd] of commands.entries()) {
     outcomes.push(await runCommand(ctx, cmd, `${ctx.gen}:cmd${i}`, sender));
   }
-  const required: Chatlevel = commands.some((c) => !c.ok || ANSWER_COMMANDS.has(c.name))
+  const required: Chatlevel = commands.some(
+    (c) => !c.ok || ANSWER_COMMANDS.has(c.name) || c.args.general.includes(DRY_RUN_FLAG),
+  )
     ? 'minimal'
     : 'basic';
   await ctx.work.postComment(

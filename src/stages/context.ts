@@ -14,6 +14,7 @@ import type { JobAccount } from '../adapters/jobUser.js';
 import { commentMarker, fitComment, neutralizeCommands } from '../domain/markdown.js';
 import { writeState, type DirState } from '../store/state.js';
 import { crashPoint } from '../store/crashPoint.js';
+import type { SlotJob } from '../domain/limits.js';
 
 export interface StageDeps {
   config: Config;
@@ -26,6 +27,11 @@ export interface StageDeps {
   now: () => Date;
   /** The tick's allowance of replies (comments posted by event directories); none means no limit. */
   replies?: ReplyBudget;
+  /**
+   * `limits:` — the jobs that hold or wait for a slot, read once per tick (see waitForSlot); without
+   * it every waiting job reads them all again.
+   */
+  slotJobs?: () => Promise<SlotJob[]>;
 }
 
 /** This tick has posted all the replies it may; the directory stays pending and its reply goes out later. */

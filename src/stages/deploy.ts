@@ -30,7 +30,9 @@ import { workTreeOf } from '../store/workTree.js';
 import { buildTargetKey } from '../domain/targets.js';
 import type { EventContext } from './event.js';
 import { prJobs, type PrJob } from './job.js';
+import { gateRefusal } from './deployGate.js';
 import { jobFields } from '../log.js';
+import { secretValues } from './jobCheck.js';
 
 /**
  * `<jobdir>/deploy/`: what deploy writes for a job (signatures, provenance, metadata). It is in the job
@@ -79,6 +81,8 @@ export async function startDeploy(ctx: EventContext, sender: string): Promise<st
   if (successful.length === 0)
     return 'deploy: this PR has no successful build jobs on this instance, nothing to upload';
   const head = (await github.getPullRequest(ctx.pr.repo, ctx.pr.number)).headSha;
+  const gate = await gateRefusal(ctx.work.deps, ctx.pr.repo, head);
+  if (gate) return gate;
 
   const lines: string[] = [];
   const stale = successful.filter((j) => j.state.data.head_sha !== head);
@@ -146,6 +150,10 @@ async function deployJob(
     await writeFileAtomic(logFile, JSON.stringify(intent) + '\n');
   }
   const outcomes: Outcome[] = [];
+  const log =
+    config.deploy.upload_logs && d.job_id
+      ? { name: `slurm-${d.job_id}.out`, secrets: secretValues(config) }
+      : undefined;
   for (const artefact of d.result!.artefacts) {
     // The name comes from a PR-controlled script; deployArtefact takes only a plain file in the work tree.
     const result = await deployArtefact(config, uploader, {
@@ -154,11 +162,13 @@ async function deployJob(
       outDir: path.join(job.dir, DEPLOY_DIR_NAME),
       job: d,
       repoId: d.target.repoId,
+      ...(log ? { log } : {}),
       ...(job.state.comments.job?.id !== undefined ? { prCommentId: job.state.comments.job.id } : {}),
     });
+    const logNote = result.logProblem ? `; log not uploaded: ${result.logProblem}` : '';
     outcomes.push(
       result.uploaded
-        ? { artefact, uploaded: true, text: `${result.signing} to ${result.url}` }
+        ? { artefact, uploaded: true, text: `${result.signing} to ${result.url}${logNote}` }
         : { artefact, uploaded: false, text: result.reason },
     );
   }

@@ -16,21 +16,27 @@ import {
   renderCommitStatus,
   showsLogTail,
   type JobView,
-  type LogTail,
 } from '../domain/checkRun.js';
+import { renderLogTail, type LogTail } from '../domain/logTail.js';
 import { jobFields } from '../log.js';
 import { crashPoint } from '../store/crashPoint.js';
 import type { CheckRecord, JobData } from '../store/job.js';
 import { openJobFile } from '../store/jobFile.js';
 import { workTreeOf } from '../store/workTree.js';
 import type { WorkDir } from './context.js';
+import { evaluateDeployGate } from './deployGate.js';
 
 type JobWork = WorkDir<JobData>;
 
-/** Bytes read from the end of the Slurm output: enough for 40 lines unless they are very long. */
+/** Bytes read from the end of the Slurm output: more than the 8 KB shown, so secrets cut there are whole. */
 const LOG_TAIL_BYTES = 128 * 1024;
 
 export async function syncCheck(work: JobWork): Promise<void> {
+  await writeJobCheck(work);
+  await syncDeployGate(work);
+}
+
+async function writeJobCheck(work: JobWork): Promise<void> {
   const { config, github, logger } = work.deps;
   const data = work.state.data;
   const sha = data.head_sha;
@@ -46,8 +52,11 @@ export async function syncCheck(work: JobWork): Promise<void> {
       : renderCheckRun(job, {
           externalId: work.deps.jobdirs.relative(work.dir),
           currentHead,
-          ...(showsLogTail(jobOutcome(job)) && data.job_id
-            ? { logTail: await readLogTail(work.dir, data.job_id) }
+          ...(config.reporting.log_tail_lines > 0 && showsLogTail(jobOutcome(job)) && data.job_id
+            ? {
+                logTail: await readLogTail(work.dir, data.job_id),
+                logTailLines: config.reporting.log_tail_lines,
+              }
             : {}),
           secrets: secretValues(config),
         });
@@ -105,6 +114,31 @@ async function writeCheckRun(
   await save(work, { ...known, surface: 'checks', id, sent: digest });
 }
 
+/**
+ * Once the job's run has completed (or changed after that, e.g. superseded by a push), the deploy gate is
+ * evaluated again at the PR's head: the job's head, or the one that superseded it. The run's digest is
+ * recorded after, so a crash in between evaluates it again rather than never.
+ */
+async function syncDeployGate(work: JobWork): Promise<void> {
+  const data = work.state.data;
+  const check = data.check;
+  const head = data.stale?.superseded_by ?? data.head_sha;
+  if (!head || check?.surface !== 'checks' || check.sent === undefined || check.gated === check.sent) return;
+  if (work.deps.config.deploy.require.length === 0) return;
+  if (jobOutcome({ stage: work.state.stage, data }).status !== 'completed') return;
+  const repo: RepoRef = { owner: data.pr.owner, repo: data.pr.repo, installationId: data.pr.installation_id };
+  try {
+    await evaluateDeployGate(work.deps, repo, head);
+  } catch (err) {
+    if (!(err instanceof GitHubError) || err.transient) throw err;
+    work.deps.logger.warn(
+      { ...jobFields(data), err: err.message },
+      'GitHub refused the deploy gate; it is evaluated again when a job completes',
+    );
+  }
+  await save(work, { ...check, gated: check.sent });
+}
+
 function save(work: JobWork, check: CheckRecord): Promise<void> {
   return work.update((s) => ({ ...s, data: { ...s.data, check } }));
 }
@@ -113,8 +147,18 @@ function sha256(body: unknown): string {
   return createHash('sha256').update(JSON.stringify(body)).digest('hex');
 }
 
+/** The log tail a failed job's comment shows (see domain/logTail.ts), or undefined. */
+export async function jobCommentLogTail(work: JobWork): Promise<string | undefined> {
+  const { config } = work.deps;
+  const data = work.state.data;
+  const lines = config.reporting.log_tail_lines;
+  if (lines <= 0 || !data.job_id || !showsLogTail(jobOutcome({ stage: work.state.stage, data })))
+    return undefined;
+  return renderLogTail(await readLogTail(work.dir, data.job_id), lines, secretValues(config));
+}
+
 /** The values of the bot's secret env vars: never shown in a check run. */
-function secretValues(config: Config, env: NodeJS.ProcessEnv = process.env): string[] {
+export function secretValues(config: Config, env: NodeJS.ProcessEnv = process.env): string[] {
   return secretEnvNames(config)
     .map((name) => env[name]?.trim() ?? '')
     .filter((v) => v !== '');

@@ -29,6 +29,29 @@ export interface BackendHealth {
   /** Last time the scheduler answered (squeue/sacct, or the local runner's records). */
   lastOk?: string;
   lastError?: { at: string; message: string };
+  /** Since when the scheduler has not answered (cleared by its next answer). */
+  unreachableSince?: string;
+  /** `sinfo` state of each node type's partition, when last asked. */
+  partitions?: PartitionHealth[];
+}
+
+export interface PartitionHealth {
+  partition: string;
+  /** up, down, drain, inactive, ... as sinfo prints it (lower case). */
+  state: string;
+  /** Since when it has been in this state, as first seen by this instance. */
+  since: string;
+}
+
+/** The pull ingest (ingest.mode pull or both), from its last listing. */
+export interface IngestHealth {
+  mode: 'webhook' | 'pull' | 'both';
+  lastPullAt?: string;
+  lastPullError?: { at: string; message: string };
+  /** Delivered at GitHub → stored, of the last delivery a pull stored (ms). */
+  lagMs?: number;
+  /** Deliveries the look-backs stored because the server never did (since this jobdirs began). */
+  recovered?: number;
 }
 
 export interface Heartbeat {
@@ -40,6 +63,7 @@ export interface Heartbeat {
   config?: ConfigHealth;
   lastTick?: TickSummary;
   backend?: BackendHealth;
+  ingest?: IngestHealth;
   /** Anything else a process wants an operator to see (e.g. the server's URL). */
   extra?: Record<string, unknown>;
 }
@@ -59,7 +83,8 @@ export async function writeHeartbeat(
   const previous = await readHeartbeat(jobdirs, name);
   const samePid = previous?.pid === process.pid;
   const next: Heartbeat = {
-    ...(samePid ? previous : {}),
+    // The scheduler's health outlives a restart (say, since when it has been unreachable).
+    ...(samePid ? previous : previous?.backend ? { backend: previous.backend } : {}),
     ...update,
     process: name,
     pid: process.pid,

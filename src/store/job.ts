@@ -24,10 +24,12 @@ export interface JobData {
   instance: string;
   target: BuildTarget;
   exportVariables: ExportVariable[];
+  /** Who asked for the build (the login of the `bot: build` comment); EESSI's `job_owner`. */
+  job_owner?: string;
   head_sha?: string;
   base_sha?: string;
   merge_sha?: string;
-  backend: 'local' | 'slurm';
+  backend: 'local' | 'slurm' | 'pbs';
   /** sha256 of the site.yaml the job was prepared with (the config can change while the bot runs). */
   config_digest?: string;
   /** Unique id given to the scheduler (sbatch --comment) so a crashed submission can be found. */
@@ -40,13 +42,20 @@ export interface JobData {
   job_id?: string;
   scheduler_state?: string;
   exit_code?: string;
+  /** The build node's CPU model, from `_bot_job<ID>.lscpu` (whose copy is in the job dir's `node/`). */
+  node_cpu_model?: string;
   result?: ResultSummary;
   test?: Omit<ResultSummary, 'artefacts'>;
   rows: JobRow[];
   stale?: { superseded_by: string };
   missing_ticks?: number;
+  /** Resubmissions after infrastructure failures so far (build.infra_retries), and the job ids they replaced. */
+  infra_retries?: number;
+  infra_failed_job_ids?: string[];
   /** build.on_overlap = queue: job dirs (relative to jobdirs) that must end before this one starts. */
   wait_for?: string[];
+  /** `after:#N`: waits (before its checkout) until PR N of the same repository is deployed or closed. */
+  after_pr?: number;
   /** Why a cancel was asked for; the job ends as `cancelled`. */
   cancel_requested?: string;
   /** The job comment as last posted, so it is edited only when it changes. */
@@ -73,9 +82,18 @@ export interface CheckRecord {
   id?: number;
   /** sha256 of the body last written (or refused for good): it is written again only when it changes. */
   sent?: string;
+  /** The `sent` for which the deploy gate was last evaluated (src/stages/deployGate.ts). */
+  gated?: string;
 }
 
-export const ACTIVE_JOB_STAGES = new Set(['prepared', 'submitting', 'submitted', 'released', 'running']);
+export const ACTIVE_JOB_STAGES = new Set([
+  'prepared',
+  'queued',
+  'submitting',
+  'submitted',
+  'released',
+  'running',
+]);
 
 /** Pure: add a row unless one with the same key exists. */
 export function addRow(rows: JobRow[], row: JobRow): JobRow[] {

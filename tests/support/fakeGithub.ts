@@ -24,14 +24,19 @@
  *   GET   /repos/:o/:r/commits/:ref/check-runs       (check_name, status, filter, per_page/page, Link header)
  *   POST  /repos/:o/:r/statuses/:sha
  *   GET/POST /:owner/:repo.git/...                   (git smart HTTP, fetch only)
+ *   GET   /app/hook/deliveries                       (JWT signed by appPublicKey; newest first,
+ *                                                    per_page + cursor, Link rel="next"; see addDelivery)
+ *   GET   /app/hook/deliveries/:id                   (JWT signed by appPublicKey; with request headers, payload)
+ *   POST  /app/hook/deliveries/:id/attempts          (JWT signed by appPublicKey; a redelivery, same guid)
  *
  * Tokens: installation tokens (`ghs_…`) are issued here and checked on later calls (unknown → 401);
  * any other `token X` is taken as a personal access token of `patLogin` (only those in `patTokens`, if given).
  */
 import { spawn } from 'node:child_process';
-import { createPublicKey, verify as verifySignature, type KeyObject } from 'node:crypto';
+import { createPublicKey, randomUUID, verify as verifySignature, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { checkRequest, checkResponse } from './openapiContract.js';
 
 export interface RecordedCall {
   method: string;
@@ -46,6 +51,17 @@ export interface RecordedCall {
   status: number;
   /** When the fake had read the request (Date.now()); bookkeeping for benchmarks, never sent. */
   at: number;
+}
+
+/** A request, or the fake's answer to it, that GitHub's OpenAPI description does not allow. */
+export interface ContractViolation {
+  kind: 'request' | 'response';
+  method: string;
+  path: string;
+  /** The operation, e.g. `POST /repos/{owner}/{repo}/check-runs`; undefined for an unknown route. */
+  route: string | undefined;
+  status: number;
+  problems: string[];
 }
 
 export interface RecordedGitCall {
@@ -136,6 +152,20 @@ interface Fault {
   seconds: number;
 }
 
+/** A delivery of the App's webhook, as GitHub keeps it for GET /app/hook/deliveries. */
+export interface FakeDelivery {
+  id: number;
+  guid: string;
+  delivered_at: string;
+  redelivery: boolean;
+  event: string;
+  action: string | null;
+  installation_id: number | null;
+  repository_id: number | null;
+  status_code: number;
+  payload: Record<string, unknown>;
+}
+
 export interface FakeGitHubOptions {
   /** Directory holding bare repositories as `<owner>/<repo>.git`; enables git smart HTTP. */
   gitRoot?: string;
@@ -159,6 +189,11 @@ const SAFE_NAME = /^[A-Za-z0-9._-]+$/;
 
 export class FakeGitHub {
   readonly calls: RecordedCall[] = [];
+  /**
+   * Requests and answers that break GitHub's OpenAPI description (tests/support/openapiContract.ts).
+   * stop() fails while any are left: a test that breaks the contract on purpose removes its own.
+   */
+  readonly contractViolations: ContractViolation[] = [];
   readonly gitCalls: RecordedGitCall[] = [];
   readonly tokens: IssuedToken[] = [];
   private readonly comments: FakeComment[] = [];
@@ -173,6 +208,8 @@ export class FakeGitHub {
   private nextCheckRunId = 5000;
   private nextStatusId = 9000;
   private nextToken = 1;
+  private readonly deliveries: FakeDelivery[] = [];
+  private nextDeliveryId = 70_000_000_001;
   private base = '';
   private readonly publicKey: KeyObject | undefined;
 
@@ -206,11 +243,13 @@ export class FakeGitHub {
     return this.base;
   }
 
+  /** Stop listening; fails with every contract violation seen (see contractViolations). */
   async stop(): Promise<void> {
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
+    if (this.contractViolations.length) throw new Error(describeViolations(this.contractViolations));
   }
 
   // ---- fixtures -------------------------------------------------------------------------------
@@ -277,6 +316,37 @@ export class FakeGitHub {
     return this.statuses.filter((x) => x.owner === owner && x.repo === repo && x.sha === sha);
   }
 
+  /**
+   * Record a delivery of the App's webhook as GitHub would (listed newest first). `statusCode` is what
+   * the bot's endpoint answered (GitHub lists failed deliveries too; 0 when it could not connect).
+   */
+  addDelivery(
+    event: string,
+    payload: Record<string, unknown>,
+    opts: { guid?: string; statusCode?: number; deliveredAt?: Date } = {},
+  ): FakeDelivery {
+    const p = payload as { action?: unknown; installation?: { id?: unknown }; repository?: { id?: unknown } };
+    const d: FakeDelivery = {
+      id: this.nextDeliveryId++,
+      guid: opts.guid ?? randomUUID(),
+      delivered_at: (opts.deliveredAt ?? new Date()).toISOString(),
+      redelivery: false,
+      event,
+      action: typeof p.action === 'string' ? p.action : null,
+      installation_id: typeof p.installation?.id === 'number' ? p.installation.id : null,
+      repository_id: typeof p.repository?.id === 'number' ? p.repository.id : null,
+      status_code: opts.statusCode ?? 0,
+      payload: structuredClone(payload),
+    };
+    this.deliveries.push(d);
+    return d;
+  }
+
+  /** Every delivery recorded so far, oldest first. */
+  deliveriesList(): FakeDelivery[] {
+    return [...this.deliveries];
+  }
+
   /** Make the next `times` requests whose method and path match answer with `kind` instead. */
   failNext(method: string, path: RegExp, kind: FaultKind, times = 1, seconds = 1): void {
     this.faults.push({ method: method.toUpperCase(), path, kind, remaining: times, seconds });
@@ -322,6 +392,7 @@ export class FakeGitHub {
       at: Date.now(),
     };
     this.calls.push(call);
+    const contract = checkRequest(call);
     const answer = (status: number, data: unknown, headers: Record<string, string> = {}) => {
       call.status = status;
       res.writeHead(status, {
@@ -331,6 +402,16 @@ export class FakeGitHub {
       });
       res.end(data === undefined ? '' : JSON.stringify(data));
     };
+    if (contract.problems.length) {
+      // GitHub answers 404 for an unknown route and 422 for a request its description refuses.
+      const status = contract.route ? 422 : 404;
+      const { method, path: where } = call;
+      this.contractViolations.push({ kind: 'request', method, path: where, status, ...contract });
+      return answer(status, {
+        message: `Request breaks GitHub's OpenAPI description: ${contract.problems.join('; ')}`,
+        documentation_url: 'https://docs.github.com/rest',
+      });
+    }
 
     const fault = this.faults.find((f) => f.remaining > 0 && f.method === call.method && f.path.test(path));
     if (fault) {
@@ -340,6 +421,16 @@ export class FakeGitHub {
       return answer(status, data, headers);
     }
     const [status, data, headers] = this.route(call, url);
+    const problems = checkResponse(contract.route!, status, data);
+    if (problems.length)
+      this.contractViolations.push({
+        kind: 'response',
+        method: call.method,
+        path,
+        status,
+        route: contract.route,
+        problems,
+      });
     answer(status, data, headers);
   }
 
@@ -368,17 +459,35 @@ export class FakeGitHub {
     if (method === 'GET' && path === '/app') {
       const appId = this.checkJwt(call.auth);
       if (appId === undefined) return [401, { message: 'A JSON web token could not be decoded' }];
-      return [
-        200,
-        { id: appId, slug: `fake-app-${appId}`, name: `Fake App ${appId}`, owner: { login: 'fake-org' } },
-      ];
+      return [200, appJson(this.base, appId)];
     }
 
     if (method === 'GET' && (m = /^\/repos\/([^/]+)\/([^/]+)\/installation$/.exec(path))) {
-      if (this.checkJwt(call.auth) === undefined)
-        return [401, { message: 'A JSON web token could not be decoded' }];
+      const appId = this.checkJwt(call.auth);
+      if (appId === undefined) return [401, { message: 'A JSON web token could not be decoded' }];
       const id = this.installations.get(`${m[1]}/${m[2]}`.toLowerCase());
-      return id === undefined ? notFound() : [200, { id, account: { login: m[1] } }];
+      return id === undefined ? notFound() : [200, installationJson(this.base, id, appId, m[1]!)];
+    }
+
+    if (path === '/app/hook/deliveries' || path.startsWith('/app/hook/deliveries/')) {
+      // Only the App itself, with a JWT signed by its key: installation tokens and PATs get 401.
+      if (!this.publicKey || this.checkJwt(call.auth) === undefined)
+        return [401, { message: 'A JSON web token could not be decoded' }];
+      if (method === 'GET' && path === '/app/hook/deliveries') return this.listDeliveries(url);
+      const one = /^\/app\/hook\/deliveries\/(\d+)(\/attempts)?$/.exec(path);
+      const d = one && this.deliveries.find((x) => x.id === Number(one[1]));
+      if (!d) return notFound();
+      if (method === 'GET' && !one[2]) return [200, deliveryDetail(d)];
+      if (method === 'POST' && one[2]) {
+        this.deliveries.push({
+          ...d,
+          id: this.nextDeliveryId++,
+          redelivery: true,
+          delivered_at: new Date().toISOString(),
+        });
+        return [202, {}];
+      }
+      return notFound();
     }
 
     // Everything else authenticates as an installation token, a PAT, or nobody.
@@ -387,7 +496,7 @@ export class FakeGitHub {
 
     if (method === 'GET' && path === '/user') {
       if (who === undefined) return [401, { message: 'Requires authentication' }];
-      return [200, { login: who, id: 1, type: who.endsWith('[bot]') ? 'Bot' : 'User' }];
+      return [200, authenticatedUserJson(this.base, who)];
     }
 
     if ((m = /^\/repos\/([^/]+)\/([^/]+)\/issues\/(\d+)\/comments$/.exec(path))) {
@@ -549,7 +658,7 @@ export class FakeGitHub {
         context: status.context,
         created_at: status.created_at,
         updated_at: status.created_at,
-        creator: { login: who, id: 1, type: who.endsWith('[bot]') ? 'Bot' : 'User' },
+        creator: userJson(this.base, who),
       },
       { location: `${this.base}/repos/${owner}/${repo}/statuses/${sha}` },
     ];
@@ -572,20 +681,7 @@ export class FakeGitHub {
       output: { ...r.output, annotations_count: 0, annotations_url: `${url}/annotations` },
       name: r.name,
       check_suite: { id: 1 },
-      app: {
-        id: r.app_id,
-        slug: `fake-app-${r.app_id}`,
-        node_id: `A_fake${r.app_id}`,
-        owner: { login: 'fake-org', id: 1, type: 'Organization' },
-        name: `Fake App ${r.app_id}`,
-        description: null,
-        external_url: 'https://example.invalid',
-        html_url: `https://github.invalid/apps/fake-app-${r.app_id}`,
-        created_at: '2024-01-01T00:00:00Z',
-        updated_at: '2024-01-01T00:00:00Z',
-        permissions: { checks: 'write', issues: 'write', metadata: 'read' },
-        events: [],
-      },
+      app: appJson(this.base, r.app_id),
       pull_requests: [],
     };
   }
@@ -615,7 +711,7 @@ export class FakeGitHub {
       html_url: `https://github.invalid/${c.owner}/${c.repo}/issues/${c.issue}#issuecomment-${c.id}`,
       issue_url: `${this.base}/repos/${c.owner}/${c.repo}/issues/${c.issue}`,
       body: c.body,
-      user: { login: c.user, type: c.user.endsWith('[bot]') ? 'Bot' : 'User' },
+      user: userJson(this.base, c.user),
       created_at: c.created_at,
       updated_at: c.updated_at,
       author_association: 'NONE',
@@ -624,28 +720,102 @@ export class FakeGitHub {
 
   private pullJson(owner: string, repo: string, pr: FakePullRequest): Record<string, unknown> {
     const headRepo = pr.headRepoFullName === undefined ? `${owner}/${repo}` : pr.headRepoFullName;
-    const repoJson = (full: string) => ({
-      full_name: full,
-      name: full.split('/')[1],
-      owner: { login: full.split('/')[0] },
-      clone_url: `${this.base}/${full}.git`,
-    });
     const merged = pr.merged ?? false;
+    const state = pr.state ?? 'open';
+    const api = `${this.base}/repos/${owner}/${repo}`;
+    const self = `${api}/pulls/${pr.number}`;
+    const issue = `${api}/issues/${pr.number}`;
+    const html = `https://github.invalid/${owner}/${repo}/pull/${pr.number}`;
+    const author = userJson(this.base, pr.author ?? 'contributor');
+    const closedAt = state === 'closed' || merged ? new Date().toISOString().replace(/\.\d+Z$/, 'Z') : null;
+    const side = (full: string | null, ref: string, sha: string) => ({
+      label: `${full?.split('/')[0] ?? 'unknown'}:${ref}`,
+      ref,
+      sha,
+      // A deleted fork's head repository is null (GitHub's description says otherwise; see openapiContract.ts).
+      repo: full === null ? null : repositoryJson(this.base, full),
+      user: full === null ? author : userJson(this.base, full.split('/')[0]!),
+    });
+    const link = (href: string) => ({ href });
     return {
+      url: self,
+      id: 2_000_000 + pr.number,
+      node_id: `PR_fake${pr.number}`,
+      html_url: html,
+      diff_url: `${html}.diff`,
+      patch_url: `${html}.patch`,
+      issue_url: issue,
+      commits_url: `${self}/commits`,
+      review_comments_url: `${self}/comments`,
+      review_comment_url: `${api}/pulls/comments{/number}`,
+      comments_url: `${issue}/comments`,
+      statuses_url: `${api}/statuses/${pr.headSha}`,
       number: pr.number,
-      state: pr.state ?? 'open',
+      state,
+      locked: false,
       title: pr.title ?? `PR ${pr.number}`,
-      user: { login: pr.author ?? 'contributor' },
-      merged,
-      merged_at: merged ? new Date().toISOString() : null,
-      head: {
-        sha: pr.headSha,
-        ref: pr.headRef ?? 'feature',
-        label: `${headRepo?.split('/')[0] ?? 'unknown'}:${pr.headRef ?? 'feature'}`,
-        repo: headRepo === null ? null : repoJson(headRepo),
+      user: author,
+      body: null,
+      labels: [],
+      milestone: null,
+      created_at: FIXED_DATE,
+      updated_at: FIXED_DATE,
+      closed_at: closedAt,
+      merged_at: merged ? closedAt : null,
+      merge_commit_sha: null,
+      assignee: null,
+      assignees: [],
+      requested_reviewers: [],
+      requested_teams: [],
+      head: side(headRepo, pr.headRef ?? 'feature', pr.headSha),
+      base: side(`${owner}/${repo}`, pr.baseRef ?? 'main', pr.baseSha),
+      _links: {
+        self: link(self),
+        html: link(html),
+        issue: link(issue),
+        comments: link(`${issue}/comments`),
+        review_comments: link(`${self}/comments`),
+        review_comment: link(`${api}/pulls/comments{/number}`),
+        commits: link(`${self}/commits`),
+        statuses: link(`${api}/statuses/${pr.headSha}`),
       },
-      base: { sha: pr.baseSha, ref: pr.baseRef ?? 'main', repo: repoJson(`${owner}/${repo}`) },
+      author_association: 'CONTRIBUTOR',
+      auto_merge: null,
+      draft: false,
+      merged,
+      mergeable: null,
+      mergeable_state: 'unknown',
+      merged_by: null,
+      comments: 0,
+      review_comments: 0,
+      maintainer_can_modify: false,
+      commits: 1,
+      additions: 0,
+      deletions: 0,
+      changed_files: 0,
     };
+  }
+
+  /** GitHub's cursor pagination: `cursor` is where the page starts, the next one is in the Link header. */
+  private listDeliveries(url: URL): [number, unknown, Record<string, string>?] {
+    const perPage = Number(url.searchParams.get('per_page') ?? 30);
+    if (!Number.isInteger(perPage) || perPage < 1 || perPage > 100)
+      return [422, { message: 'per_page must be between 1 and 100' }];
+    const newestFirst = [...this.deliveries].reverse();
+    const cursor = url.searchParams.get('cursor');
+    let start = 0;
+    if (cursor !== null) {
+      const m = /^v1_(\d+)$/.exec(cursor);
+      if (!m) return [400, { message: 'Invalid cursor' }];
+      start = newestFirst.findIndex((d) => d.id <= Number(m[1]));
+      if (start < 0) start = newestFirst.length;
+    }
+    const page = newestFirst.slice(start, start + perPage);
+    const after = newestFirst[start + perPage];
+    const headers: Record<string, string> = {};
+    if (after)
+      headers.link = `<${this.base}/app/hook/deliveries?per_page=${perPage}&cursor=v1_${after.id}>; rel="next"`;
+    return [200, page.map(deliverySummary), headers];
   }
 
   /** The app id of a well-formed App JWT (`Bearer h.p.s`), else undefined. */
@@ -784,6 +954,259 @@ export class FakeGitHub {
       res.end();
     });
   }
+}
+
+function deliverySummary(d: FakeDelivery): Record<string, unknown> {
+  return {
+    id: d.id,
+    guid: d.guid,
+    delivered_at: d.delivered_at,
+    redelivery: d.redelivery,
+    duration: 0.03,
+    status:
+      d.status_code === 0
+        ? 'failed to connect to host'
+        : d.status_code < 300
+          ? 'OK'
+          : 'Invalid HTTP Response',
+    status_code: d.status_code,
+    event: d.event,
+    action: d.action,
+    installation_id: d.installation_id,
+    repository_id: d.repository_id,
+    throttled_at: null,
+  };
+}
+
+function deliveryDetail(d: FakeDelivery): Record<string, unknown> {
+  return {
+    ...deliverySummary(d),
+    url: '',
+    request: {
+      headers: {
+        Accept: '*/*',
+        'User-Agent': 'GitHub-Hookshot/fake',
+        'X-GitHub-Delivery': d.guid,
+        'X-GitHub-Event': d.event,
+        'X-GitHub-Hook-ID': '1',
+        'X-GitHub-Hook-Installation-Target-ID': '1',
+        'X-GitHub-Hook-Installation-Target-Type': 'integration',
+        'content-type': 'application/json',
+      },
+      payload: d.payload,
+    },
+    response: { headers: null, payload: null },
+  };
+}
+
+// ---- GitHub's objects, with every field its OpenAPI description requires --------------------------
+
+const FIXED_DATE = '2024-01-01T00:00:00Z';
+const APP_PERMISSIONS = {
+  checks: 'write',
+  contents: 'read',
+  issues: 'write',
+  members: 'read',
+  metadata: 'read',
+  pull_requests: 'write',
+  statuses: 'write',
+};
+
+/** A stable numeric id for a name (GitHub's ids are numbers; tests only need them stable). */
+function idOf(name: string): number {
+  let h = 7;
+  for (const c of name) h = (h * 31 + c.charCodeAt(0)) % 100_000_000;
+  return h + 1;
+}
+
+/** GitHub's "simple-user". */
+function userJson(base: string, login: string, type = login.endsWith('[bot]') ? 'Bot' : 'User') {
+  const api = `${base}/users/${encodeURIComponent(login)}`;
+  const id = idOf(login);
+  return {
+    login,
+    id,
+    node_id: `U_fake${id}`,
+    avatar_url: `https://avatars.github.invalid/u/${id}`,
+    gravatar_id: '',
+    url: api,
+    html_url: `https://github.invalid/${encodeURIComponent(login)}`,
+    followers_url: `${api}/followers`,
+    following_url: `${api}/following{/other_user}`,
+    gists_url: `${api}/gists{/gist_id}`,
+    starred_url: `${api}/starred{/owner}{/repo}`,
+    subscriptions_url: `${api}/subscriptions`,
+    organizations_url: `${api}/orgs`,
+    repos_url: `${api}/repos`,
+    events_url: `${api}/events{/privacy}`,
+    received_events_url: `${api}/received_events`,
+    type,
+    site_admin: false,
+  };
+}
+
+/** GET /user answers the "private-user" view: the token's own account. */
+function authenticatedUserJson(base: string, login: string) {
+  return {
+    ...userJson(base, login),
+    name: null,
+    company: null,
+    blog: '',
+    location: null,
+    email: null,
+    hireable: null,
+    bio: null,
+    public_repos: 0,
+    public_gists: 0,
+    followers: 0,
+    following: 0,
+    created_at: FIXED_DATE,
+    updated_at: FIXED_DATE,
+    private_gists: 0,
+    total_private_repos: 0,
+    owned_private_repos: 0,
+    disk_usage: 0,
+    collaborators: 0,
+    two_factor_authentication: true,
+  };
+}
+
+/** GitHub's "integration": a GitHub App. */
+function appJson(base: string, appId: number) {
+  return {
+    id: appId,
+    slug: `fake-app-${appId}`,
+    node_id: `A_fake${appId}`,
+    owner: userJson(base, 'fake-org', 'Organization'),
+    name: `Fake App ${appId}`,
+    description: null,
+    external_url: 'https://example.invalid',
+    html_url: `https://github.invalid/apps/fake-app-${appId}`,
+    created_at: FIXED_DATE,
+    updated_at: FIXED_DATE,
+    permissions: APP_PERMISSIONS,
+    events: [],
+  };
+}
+
+function installationJson(base: string, id: number, appId: number, account: string) {
+  return {
+    id,
+    account: userJson(base, account, 'Organization'),
+    repository_selection: 'all',
+    access_tokens_url: `${base}/app/installations/${id}/access_tokens`,
+    repositories_url: `${base}/installation/repositories`,
+    html_url: `https://github.invalid/organizations/${account}/settings/installations/${id}`,
+    app_id: appId,
+    app_slug: `fake-app-${appId}`,
+    target_id: idOf(account),
+    target_type: 'Organization',
+    permissions: APP_PERMISSIONS,
+    events: [],
+    created_at: FIXED_DATE,
+    updated_at: FIXED_DATE,
+    single_file_name: null,
+    suspended_by: null,
+    suspended_at: null,
+  };
+}
+
+/** The `<name>_url` fields of a repository, relative to its API URL. */
+const REPO_URLS: [string, string][] = [
+  ['archive_url', '/{archive_format}{/ref}'],
+  ['assignees_url', '/assignees{/user}'],
+  ['blobs_url', '/git/blobs{/sha}'],
+  ['branches_url', '/branches{/branch}'],
+  ['collaborators_url', '/collaborators{/collaborator}'],
+  ['comments_url', '/comments{/number}'],
+  ['commits_url', '/commits{/sha}'],
+  ['compare_url', '/compare/{base}...{head}'],
+  ['contents_url', '/contents/{+path}'],
+  ['contributors_url', '/contributors'],
+  ['deployments_url', '/deployments'],
+  ['downloads_url', '/downloads'],
+  ['events_url', '/events'],
+  ['forks_url', '/forks'],
+  ['git_commits_url', '/git/commits{/sha}'],
+  ['git_refs_url', '/git/refs{/sha}'],
+  ['git_tags_url', '/git/tags{/sha}'],
+  ['hooks_url', '/hooks'],
+  ['issue_comment_url', '/issues/comments{/number}'],
+  ['issue_events_url', '/issues/events{/number}'],
+  ['issues_url', '/issues{/number}'],
+  ['keys_url', '/keys{/key_id}'],
+  ['labels_url', '/labels{/name}'],
+  ['languages_url', '/languages'],
+  ['merges_url', '/merges'],
+  ['milestones_url', '/milestones{/number}'],
+  ['notifications_url', '/notifications{?since,all,participating}'],
+  ['pulls_url', '/pulls{/number}'],
+  ['releases_url', '/releases{/id}'],
+  ['stargazers_url', '/stargazers'],
+  ['statuses_url', '/statuses/{sha}'],
+  ['subscribers_url', '/subscribers'],
+  ['subscription_url', '/subscription'],
+  ['tags_url', '/tags'],
+  ['teams_url', '/teams'],
+  ['trees_url', '/git/trees{/sha}'],
+];
+
+/** GitHub's "repository"; clone_url points at the fake's git smart HTTP. */
+function repositoryJson(base: string, fullName: string) {
+  const [owner = '', name = ''] = fullName.split('/');
+  const api = `${base}/repos/${fullName}`;
+  const html = `https://github.invalid/${fullName}`;
+  const id = idOf(fullName);
+  return {
+    id,
+    node_id: `R_fake${id}`,
+    name,
+    full_name: fullName,
+    owner: userJson(base, owner),
+    private: false,
+    html_url: html,
+    description: null,
+    fork: false,
+    url: api,
+    ...Object.fromEntries(REPO_URLS.map(([key, suffix]) => [key, `${api}${suffix}`])),
+    clone_url: `${base}/${fullName}.git`,
+    git_url: `git://github.invalid/${fullName}.git`,
+    ssh_url: `git@github.invalid:${fullName}.git`,
+    svn_url: html,
+    mirror_url: null,
+    homepage: null,
+    language: null,
+    forks: 0,
+    forks_count: 0,
+    stargazers_count: 0,
+    watchers: 0,
+    watchers_count: 0,
+    size: 0,
+    open_issues: 0,
+    open_issues_count: 0,
+    default_branch: 'main',
+    has_issues: true,
+    has_projects: false,
+    has_wiki: false,
+    has_pages: false,
+    has_downloads: false,
+    archived: false,
+    disabled: false,
+    license: null,
+    pushed_at: FIXED_DATE,
+    created_at: FIXED_DATE,
+    updated_at: FIXED_DATE,
+  };
+}
+
+function describeViolations(violations: ContractViolation[]): string {
+  const lines = violations.map(
+    (v) =>
+      `- ${v.kind === 'request' ? 'the bot sent' : 'the fake answered'} ${v.method} ${v.path}` +
+      `${v.route ? ` (${v.route})` : ''}${v.kind === 'response' ? ` with ${v.status}` : ''}:\n` +
+      v.problems.map((p) => `    ${p}`).join('\n'),
+  );
+  return `fake GitHub: ${violations.length} violation(s) of GitHub's OpenAPI description:\n${lines.join('\n')}`;
 }
 
 function notFound(): [number, unknown] {

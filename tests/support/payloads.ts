@@ -6,6 +6,7 @@ import { createHmac, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
+import { checkWebhookPayload } from './openapiContract.js';
 
 interface WebhookDefinition {
   name: string;
@@ -14,7 +15,7 @@ interface WebhookDefinition {
 
 type Example = Record<string, unknown> & {
   action?: string;
-  installation?: { id: number };
+  installation?: { id: number; node_id?: string };
   repository?: { owner: { login: string }; name: string; html_url: string; url: string };
   issue?: Record<string, unknown> & { number: number; pull_request?: unknown };
 };
@@ -58,7 +59,30 @@ function commentOnPr(): Example {
     patch_url: `${repo.html_url}/pull/${n}.patch`,
     merged_at: null,
   };
+  assertWebhookPayload('issue_comment', e);
   return e;
+}
+
+/**
+ * Throw if `payload` breaks GitHub's webhooks description (@octokit/openapi-webhooks) for `event` and
+ * its action in a way that none of the stored examples of that event and action does: payloads made
+ * or changed by hand must stay real. Some stored examples predate fields the description now
+ * requires (e.g. repository.has_discussions); those gaps are the examples', not the test's.
+ */
+export function assertWebhookPayload(event: string, payload: unknown): void {
+  const problems = checkWebhookPayload(event, payload);
+  if (!problems?.length) return;
+  const action = (payload as { action?: unknown }).action;
+  const known = new Set(
+    (allDefinitions().find((d) => d.name === event)?.examples ?? [])
+      .filter((x) => x.action === action)
+      .flatMap((x) => checkWebhookPayload(event, x) ?? []),
+  );
+  const own = problems.filter((p) => !known.has(p));
+  if (own.length)
+    throw new Error(
+      `hand-made ${event} payload breaks GitHub's webhooks description:\n${own.map((p) => `  ${p}`).join('\n')}`,
+    );
 }
 
 /** Named real payloads the tests and the bench send. */
@@ -96,10 +120,18 @@ export interface DeliveryOptions {
   delivery?: string;
   /** Extra headers; a value of undefined removes a default header. */
   headers?: Record<string, string | undefined>;
+  /** A payload GitHub would never send, on purpose (hostile-input tests): not held to the description. */
+  hostile?: boolean;
 }
 
-/** A delivery as GitHub sends it: compact JSON body, X-GitHub-* headers and the signature. */
+/**
+ * A delivery as GitHub sends it: compact JSON body, X-GitHub-* headers and the signature. A payload
+ * given as an object must pass assertWebhookPayload unless `hostile`; bytes and strings are sent as
+ * they are.
+ */
 export function makeDelivery(event: string, payload: unknown, opts: DeliveryOptions = {}): Delivery {
+  if (!opts.hostile && payload !== null && typeof payload === 'object' && !Buffer.isBuffer(payload))
+    assertWebhookPayload(event, payload);
   const body = Buffer.isBuffer(payload)
     ? payload
     : Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload));

@@ -139,6 +139,8 @@ export async function writeSiteYaml(dir: string, port: number, extra = ''): Prom
       '  host: 127.0.0.1',
       `  port: ${port}`,
       '  webhook_path: /webhook',
+      'ui:',
+      '  port: 0',
       'github:',
       '  dry_run: true',
       '  webhook_secret_env: HPCBOT_TEST_WEBHOOK_SECRET',

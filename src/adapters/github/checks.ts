@@ -5,10 +5,12 @@
 import type { Auth, Clients } from './auth.js';
 import type { DryRunChecks } from './dryRun.js';
 import { checkNumber, GitHubError, ref } from './errors.js';
-import type { ChecksApi } from './types.js';
+import type { ChecksApi, ListedCheckRun } from './types.js';
 
 /** Pages of 100 runs read at most when looking for a lost check run: a commit with 1000 runs is searched whole. */
 const MAX_FIND_PAGES = 10;
+/** Pages of 100 runs read at most for the target matrix and the deploy gate (1000 runs: 6 times the largest fleet). */
+export const MAX_LIST_PAGES = 10;
 
 export function checksApi(auth: Auth, { call }: Clients, dryRun: DryRunChecks | undefined): ChecksApi {
   const surface = auth.kind === 'token' ? 'statuses' : 'checks';
@@ -56,6 +58,38 @@ export function checksApi(auth: Auth, { call }: Clients, dryRun: DryRunChecks | 
           if (++read >= MAX_FIND_PAGES) break;
         }
         return undefined;
+      });
+    },
+
+    async listCheckRuns(repo, sha) {
+      checkSha(sha);
+      if (dryRun) return dryRun.listCheckRuns(repo, sha);
+      return call(`list the check runs of ${ref(repo)}@${sha}`, repo, async (c) => {
+        const pages = c.paginate.iterator(c.rest.checks.listForRef, {
+          owner: repo.owner,
+          repo: repo.repo,
+          ref: sha,
+          filter: 'latest',
+          per_page: 100,
+        });
+        const runs: ListedCheckRun[] = [];
+        let read = 0;
+        for await (const page of pages) {
+          for (const r of page.data)
+            runs.push({
+              id: Number(r.id),
+              name: r.name,
+              status: r.status as ListedCheckRun['status'],
+              conclusion: r.conclusion as ListedCheckRun['conclusion'],
+              ...(r.html_url ? { htmlUrl: r.html_url } : {}),
+              ...(r.app?.id !== undefined ? { appId: Number(r.app.id) } : {}),
+              ...(r.output.title ? { title: r.output.title } : {}),
+              ...(r.output.summary ? { summary: r.output.summary } : {}),
+            });
+          if (++read >= MAX_LIST_PAGES)
+            return { runs, complete: !/rel="next"/.test(page.headers.link ?? '') };
+        }
+        return { runs, complete: true };
       });
     },
 

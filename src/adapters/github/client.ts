@@ -21,6 +21,17 @@ export interface GitHubOptions {
   throttle?: boolean;
   /** Timeout of each HTTP request (default 30 s). */
   requestTimeoutMs?: number;
+  /** Told of each call's answer, after retries (the poller's metrics). */
+  onResponse?: (call: GitHubCall) => void;
+}
+
+/** One answered call: its route template, e.g. `GET /repos/{owner}/{repo}/pulls/{pull_number}`. */
+export interface GitHubCall {
+  route: string;
+  /** The HTTP status; 0 when there was no answer. */
+  status: number;
+  /** `x-ratelimit-remaining` of the answer. */
+  rateLimitRemaining?: number;
 }
 
 const DEFAULTS: Required<GitHubOptions> = {
@@ -30,6 +41,7 @@ const DEFAULTS: Required<GitHubOptions> = {
   maxRateLimitWaitSeconds: 60,
   requestTimeoutMs: 30_000,
   throttle: true,
+  onResponse: () => {},
 };
 
 const BotOctokit = Octokit.plugin(retry, throttling);
@@ -68,21 +80,46 @@ export function octokitFactory(apiUrl: string, log: Logger, options: GitHubOptio
       return retrying;
     };
 
-  return (authOptions) =>
-    new BotOctokit({
-      ...authOptions,
-      // With an authStrategy, @octokit/core hands auth-app this Octokit's own `request`, so the token
-      // requests use the same baseUrl, timeout and user agent as every other call.
-      baseUrl: apiUrl,
-      userAgent: 'hpc-build-bot',
-      log: octokitLog,
-      request: { fetch: timeoutFetch },
-      retry: { retries: opts.retries, retryAfterBaseValue: opts.retryBaseMs },
-      throttle: {
-        enabled: opts.throttle,
-        retryAfterBaseValue: opts.retryBaseMs,
-        onRateLimit: onLimit('rate limit exhausted'),
-        onSecondaryRateLimit: onLimit('secondary rate limit'),
-      },
+  const noted = (octokit: BotOctokit): BotOctokit => {
+    octokit.hook.wrap('request', async (request, options) => {
+      const note = (status: number, headers?: Record<string, unknown>) => {
+        const remaining = Number(headers?.['x-ratelimit-remaining']);
+        opts.onResponse({
+          route: `${options.method} ${options.url}`,
+          status,
+          ...(Number.isFinite(remaining) && { rateLimitRemaining: remaining }),
+        });
+      };
+      try {
+        const response = await request(options);
+        note(response.status, response.headers);
+        return response;
+      } catch (err) {
+        const e = err as { status?: number; response?: { headers?: Record<string, unknown> } };
+        note(e.status ?? 0, e.response?.headers);
+        throw err;
+      }
     });
+    return octokit;
+  };
+
+  return (authOptions) =>
+    noted(
+      new BotOctokit({
+        ...authOptions,
+        // With an authStrategy, @octokit/core hands auth-app this Octokit's own `request`, so the token
+        // requests use the same baseUrl, timeout and user agent as every other call.
+        baseUrl: apiUrl,
+        userAgent: 'hpc-build-bot',
+        log: octokitLog,
+        request: { fetch: timeoutFetch },
+        retry: { retries: opts.retries, retryAfterBaseValue: opts.retryBaseMs },
+        throttle: {
+          enabled: opts.throttle,
+          retryAfterBaseValue: opts.retryBaseMs,
+          onRateLimit: onLimit('rate limit exhausted'),
+          onSecondaryRateLimit: onLimit('secondary rate limit'),
+        },
+      }),
+    );
 }

@@ -9,7 +9,15 @@ import type { Config } from '../../config/config.js';
 import type { Logger } from '../../log.js';
 import { createFileExclusive, mkdirDurable, writeFileAtomic } from '../../store/fsutil.js';
 import { checkNumber, checkRepo, GitHubError, ref } from './errors.js';
-import type { CheckRunBody, CommitStatusBody, IssueComment, PullRequestInfo, RepoRef } from './types.js';
+import type {
+  CheckRunBody,
+  CommitStatusBody,
+  IssueComment,
+  ListedCheckRun,
+  ListedCheckRuns,
+  PullRequestInfo,
+  RepoRef,
+} from './types.js';
 
 /**
  * Writes: `<jobdirs>/dry-run/<owner>/<repo>/issue_<N>/comment_<id>.md` holds the body.
@@ -199,11 +207,43 @@ export class DryRunChecks {
     return found;
   }
 
+  /** The highest id of each name on `sha`, as GitHub's filter=latest lists them. */
+  async listCheckRuns(repo: RepoRef, sha: string): Promise<ListedCheckRuns> {
+    const shaDir = path.join(this.repoDir(repo), 'checks', sha);
+    const runs: ListedCheckRun[] = [];
+    for (const nameDir of await readdirIfExists(shaDir)) {
+      const ids = (await readdirIfExists(path.join(shaDir, nameDir)))
+        .filter((n) => /^\d+\.json$/.test(n))
+        .map((n) => Number.parseInt(n, 10));
+      if (ids.length === 0) continue;
+      const file = path.join(shaDir, nameDir, `${Math.max(...ids)}.json`);
+      const run = JSON.parse(await fs.readFile(file, 'utf8')) as { id: number } & CheckRunBody;
+      runs.push({
+        id: run.id,
+        name: run.name,
+        status: run.status,
+        conclusion: run.conclusion ?? null,
+        title: run.output.title,
+        summary: run.output.summary,
+      });
+    }
+    return { runs, complete: true };
+  }
+
   async createCommitStatus(repo: RepoRef, sha: string, status: CommitStatusBody): Promise<void> {
     const file = path.join(this.repoDir(repo), 'statuses', sha, `${slug(status.context)}.json`);
     await mkdirDurable(path.dirname(file));
     await writeFileAtomic(file, JSON.stringify({ sha, ...status }, null, 2) + '\n');
     this.log.debug({ path: file }, 'dry run: commit status written instead of posted');
+  }
+}
+
+async function readdirIfExists(dir: string): Promise<string[]> {
+  try {
+    return await fs.readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
   }
 }
 

@@ -26,6 +26,8 @@ export type {
   FindCommentOptions,
   GitHubApi,
   IssueComment,
+  ListedCheckRun,
+  ListedCheckRuns,
   PullRequestInfo,
   RepoRef,
 } from './types.js';

@@ -92,6 +92,26 @@ export interface CommitStatusBody {
   description: string;
 }
 
+/** A check run as listed on a commit (GET /repos/{owner}/{repo}/commits/{ref}/check-runs), the fields the bot reads. */
+export interface ListedCheckRun {
+  id: number;
+  name: string;
+  status: CheckRunStatus;
+  conclusion: CheckRunConclusion | 'skipped' | 'stale' | null;
+  /** The run's page on GitHub; undefined in the dry-run store. */
+  htmlUrl?: string;
+  /** The App that wrote it; undefined in the dry-run store (only this instance writes there). */
+  appId?: number;
+  title?: string;
+  summary?: string;
+}
+
+export interface ListedCheckRuns {
+  runs: ListedCheckRun[];
+  /** False when the commit had more runs than the bounded read took. */
+  complete: boolean;
+}
+
 export interface ChecksApi {
   /** Check runs with an App (or without credentials, in dry run); commit statuses with a personal token. */
   checkSurface(): CheckSurface;
@@ -100,6 +120,8 @@ export interface ChecksApi {
   /** The run named `name` on `headSha` whose external_id is `externalId` (a bounded number of pages). */
   findCheckRun(repo: RepoRef, headSha: string, name: string, externalId: string): Promise<number | undefined>;
   createCommitStatus(repo: RepoRef, sha: string, status: CommitStatusBody): Promise<void>;
+  /** The newest run of each name on `sha` (filter=latest), at most MAX_LIST_PAGES pages of 100. */
+  listCheckRuns(repo: RepoRef, sha: string): Promise<ListedCheckRuns>;
 }
 
 export interface GitHubApi extends CommentsApi, PullsApi, ChecksApi {}

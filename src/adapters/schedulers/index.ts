@@ -4,12 +4,29 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config/config.js';
 import type { JobDirs } from '../../store/jobdirs.js';
 import type { JobAccount } from '../jobUser.js';
+import { PBS_JOB_WRAPPER } from '../jobScripts.js';
 import { LocalBackend } from './local.js';
+import { PbsBackend } from './pbs.js';
 import { SlurmBackend } from './slurm.js';
 import type { Backend } from './types.js';
 
 export function instanceJobName(config: Config): string {
-  return `${config.backend.slurm.job_name_prefix}-${config.instance}`;
+  return `${batchSettings(config).job_name_prefix}-${config.instance}`;
+}
+
+/** The settings of the batch system in use: `backend.pbs` for pbs, else `backend.slurm` (local uses its defaults). */
+export function batchSettings(config: Config): Config['backend']['slurm'] | Config['backend']['pbs'] {
+  return config.backend.kind === 'pbs' ? config.backend.pbs : config.backend.slurm;
+}
+
+/** What the scheduler gets besides the job script: the site's and the node type's parameters. */
+export function submitParams(
+  config: Config,
+  target: { slurmParams: string[]; pbsParams?: string[] },
+): string[] {
+  return config.backend.kind === 'pbs'
+    ? [...config.backend.pbs.qsub_params, ...(target.pbsParams ?? [])]
+    : [...config.backend.slurm.sbatch_params, ...target.slurmParams];
 }
 
 /** Variables a job may inherit from the bot; everything else (secrets, HOME, agents, git helpers) stays behind. */
@@ -40,6 +57,19 @@ export function createBackend(
       env,
       account,
     );
+  }
+  if (config.backend.kind === 'pbs') {
+    const p = config.backend.pbs;
+    return new PbsBackend({
+      flavour: p.flavour,
+      handover: p.handover,
+      default_walltime: p.default_walltime,
+      delay_begin_seconds: p.delay_begin_seconds,
+      jobName: instanceJobName(config),
+      wrapper: PBS_JOB_WRAPPER,
+      env,
+      account,
+    });
   }
   const s = config.backend.slurm;
   return new SlurmBackend({

@@ -12,7 +12,13 @@
 import os from 'node:os';
 import type { JobAccount } from '../jobUser.js';
 import { CommandError, run } from '../process.js';
-import { BackendUnavailableError, type Backend, type JobObservation, type SubmitRequest } from './types.js';
+import {
+  BackendUnavailableError,
+  type Backend,
+  type JobObservation,
+  type PartitionState,
+  type SubmitRequest,
+} from './types.js';
 
 export interface SlurmSettings {
   handover: 'hold_release' | 'delayed_begin';
@@ -49,6 +55,29 @@ export function sbatchArgs(req: SubmitRequest, s: SlurmSettings): string[] {
     `--chdir=${req.workTree}`,
     req.script,
   ];
+}
+
+/**
+ * Pure: `sinfo --format=%R|%a|%T` lines (partition, availability, node state; a partition has a line per
+ * node state) → one state per partition: its availability when not `up` (down, drain, inact), else
+ * `drained` or `down` when every node is, else `up`.
+ */
+export function parsePartitionStates(out: string): PartitionState[] {
+  const byName = new Map<string, { avail: string; nodes: string[] }>();
+  for (const line of out.split('\n')) {
+    const [name, avail, nodeState] = line.trim().split('|');
+    if (!name || !avail) continue;
+    const entry = byName.get(name) ?? { avail: avail.toLowerCase(), nodes: [] };
+    if (nodeState) entry.nodes.push(nodeState.toLowerCase().replace(/[*~#!%$@^-]+$/, ''));
+    byName.set(name, entry);
+  }
+  return [...byName].map(([partition, { avail, nodes }]) => {
+    if (avail !== 'up') return { partition, state: avail };
+    if (nodes.length > 0 && nodes.every((n) => n.startsWith('drain'))) return { partition, state: 'drained' };
+    if (nodes.length > 0 && nodes.every((n) => n.startsWith('down') || n.startsWith('drain')))
+      return { partition, state: 'down' };
+    return { partition, state: 'up' };
+  });
 }
 
 /** `CANCELLED by 0` → `CANCELLED`. */
@@ -157,6 +186,16 @@ export class SlurmBackend implements Backend {
 
   async cancel(jobId: string): Promise<void> {
     await run(...this.settings.account.argv('scancel', [jobId]));
+  }
+
+  /** `sinfo` for the given partitions (all, if none given): one call. */
+  async partitionStates(partitions: string[]): Promise<PartitionState[]> {
+    const out = await this.query('sinfo', [
+      '--noheader',
+      '--format=%R|%a|%T',
+      ...(partitions.length > 0 ? [`--partition=${partitions.join(',')}`] : []),
+    ]);
+    return parsePartitionStates(out);
   }
 
   private async query(command: string, args: string[]): Promise<string> {

@@ -1,4 +1,4 @@
-/** What the stages need from a batch system. Two implementations: slurm and local. */
+/** What the stages need from a batch system. Three implementations: slurm, pbs and local. */
 
 export interface SubmitRequest {
   /** Working directory of the job: the job dir's work tree (see src/store/workTree.ts). */
@@ -9,7 +9,7 @@ export interface SubmitRequest {
   jobName: string;
   /** Unique per job dir; lets a crashed submission be found instead of repeated. */
   submitId: string;
-  /** Site and node-type parameters (sbatch arguments for slurm; ignored by local). */
+  /** Site and node-type parameters (sbatch arguments for slurm, qsub arguments for pbs; ignored by local). */
   params: string[];
 }
 
@@ -35,7 +35,7 @@ export class BackendUnavailableError extends Error {
 }
 
 export interface Backend {
-  readonly kind: 'local' | 'slurm';
+  readonly kind: 'local' | 'slurm' | 'pbs';
   /** Local jobs are always submitted held; Slurm jobs with `handover: hold_release`. */
   submit(req: SubmitRequest): Promise<{ jobId: string }>;
   /** Find a job submitted with this submitId, e.g. after a crash between sbatch and saving its id. */
@@ -45,4 +45,12 @@ export interface Backend {
   /** Observe many jobs at once (one squeue and one sacct call for slurm). Jobs not found are absent. */
   observe(jobs: Array<{ jobId: string; workTree: string }>): Promise<Map<string, JobObservation>>;
   cancel(jobId: string, workTree: string): Promise<void>;
+  /** The state of these partitions (slurm only): one `sinfo` call. */
+  partitionStates?(partitions: string[]): Promise<PartitionState[]>;
+}
+
+export interface PartitionState {
+  partition: string;
+  /** up, down, drain, drained, inact, ... (lower case) */
+  state: string;
 }

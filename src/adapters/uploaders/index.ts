@@ -9,13 +9,14 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../../config/config.js';
 import { crashPoint } from '../../store/crashPoint.js';
-import { mkdirDurable } from '../../store/fsutil.js';
-import { copyJobFile } from '../../store/jobFile.js';
+import { mkdirDurable, writeFileAtomic } from '../../store/fsutil.js';
+import { copyJobFile, openJobFile } from '../../store/jobFile.js';
+import { scrub } from '../../domain/logTail.js';
 import { buildProvenance, writeProvenance, type ProvenanceJob } from '../../domain/provenance.js';
 import { signFile } from '../signing.js';
 import { createDirectoryUploader } from './directory.js';
 import { writeMetadata } from './metadata.js';
-import { artefactNameProblem } from './paths.js';
+import { ARCHIVE_SUFFIX, artefactNameProblem } from './paths.js';
 import type { S3UploaderOptions } from './s3.js';
 import { createScriptUploader } from './script.js';
 import type { Uploader, UploadItem, UploadResult } from './types.js';
@@ -36,7 +37,9 @@ export {
   writeMetadata,
   metadataPath,
   formatCtime,
+  taskBlock,
   type ArtefactMetadata,
+  type TaskSettings,
 } from './metadata.js';
 export {
   legacyAwsPath,
@@ -84,7 +87,12 @@ export async function createUploader(
     }
     case 'script':
       if (!u.script) throw new Error('deploy.uploader.script is not set');
-      return createScriptUploader({ ...settings, script: u.script, instance: config.instance });
+      return createScriptUploader({
+        ...settings,
+        script: u.script,
+        instance: config.instance,
+        task: config.deploy.task_metadata,
+      });
   }
 }
 
@@ -105,6 +113,11 @@ export interface DeployArtefactInput {
   prCommentId?: number;
   /** Web root of the Git host for the provenance (default https://github.com). */
   serverUrl?: string;
+  /**
+   * `deploy.upload_logs`: the job's Slurm output in the work tree (hostile, like the artefact), uploaded
+   * as `<artefact>.log` with these secret values (and token shapes) scrubbed.
+   */
+  log?: { name: string; secrets: readonly string[] };
 }
 
 export type DeployArtefactResult = UploadResult & {
@@ -112,10 +125,50 @@ export type DeployArtefactResult = UploadResult & {
   signing: 'signed' | 'unsigned';
   /** The local companion files that were written. */
   files: Partial<
-    Pick<UploadItem, 'artefactSig' | 'provenance' | 'provenanceSig' | 'metadata' | 'metadataSig'>
+    Pick<UploadItem, 'artefactSig' | 'provenance' | 'provenanceSig' | 'log' | 'metadata' | 'metadataSig'>
   >;
   sha256?: string;
+  /** Why the requested log was not uploaded (the artefact still was). */
+  logProblem?: string;
 };
+
+/** At most this much of a job's log (its end) is uploaded: the job decides how much it writes. */
+export const MAX_UPLOADED_LOG_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Write the job's log `name` from `workTree`, secrets scrubbed, to `dest` (atomically). Read through a
+ * checked handle (a plain file, no link). A log over the cap keeps its end, from its first whole line,
+ * so no partial secret survives at the cut.
+ */
+export async function writeScrubbedLog(
+  workTree: string,
+  name: string,
+  dest: string,
+  secrets: readonly string[],
+): Promise<{ ok: true } | { ok: false; problem: string }> {
+  const opened = await openJobFile(workTree, name);
+  if (!opened.ok) return { ok: false, problem: opened.problem };
+  let text: string;
+  const start = Math.max(0, opened.stat.size - MAX_UPLOADED_LOG_BYTES);
+  try {
+    const buf = Buffer.alloc(opened.stat.size - start);
+    let n = 0;
+    while (n < buf.length) {
+      const { bytesRead } = await opened.handle.read(buf, n, buf.length - n, start + n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    text = buf.subarray(0, n).toString('utf8');
+  } finally {
+    await opened.handle.close();
+  }
+  if (start > 0) {
+    const newline = text.indexOf('\n');
+    text = `[log cut to its last ${MAX_UPLOADED_LOG_BYTES / 1024 / 1024} MiB]\n${newline >= 0 ? text.slice(newline + 1) : ''}`;
+  }
+  await writeFileAtomic(dest, scrub(text, secrets));
+  return { ok: true };
+}
 
 /**
  * Sign, describe and upload one artefact. Never throws for an upload failure or a refused artefact
@@ -145,6 +198,8 @@ export async function deployArtefact(
   });
   const problem = artefactNameProblem(name);
   if (problem) return refused(problem);
+  if (!ARCHIVE_SUFFIX.test(name))
+    return refused(`${name} is not an artefact of the job contract (.tar.zst, .tar.gz, .tgz or .tar)`);
   const where = uploader.locate(target);
   if (!where.ok) return refused(where.reason);
 
@@ -175,9 +230,23 @@ export async function deployArtefact(
       pr: input.job.pr.number,
       prCommentId: input.prCommentId,
       sha256: copy.sha256,
+      jobOwner: input.job.job_owner,
+      task: config.deploy.task_metadata,
     });
     const metadataSig = await sign(metadata);
-    const files = { artefactSig, provenance, provenanceSig, metadata, metadataSig };
+    let log: string | undefined;
+    let logProblem: string | undefined;
+    if (input.log) {
+      const written = await writeScrubbedLog(
+        input.workTree,
+        input.log.name,
+        `${artefact}.log`,
+        input.log.secrets,
+      );
+      if (written.ok) log = `${artefact}.log`;
+      else logProblem = written.problem;
+    }
+    const files = { artefactSig, provenance, provenanceSig, log, metadata, metadataSig };
     const result = await uploader.upload({
       ...target,
       artefact,
@@ -185,7 +254,13 @@ export async function deployArtefact(
       prCommentId: input.prCommentId,
       ...files,
     });
-    return { ...result, signing: keyFile ? 'signed' : 'unsigned', files, sha256: copy.sha256 };
+    return {
+      ...result,
+      signing: keyFile ? 'signed' : 'unsigned',
+      files,
+      sha256: copy.sha256,
+      ...(logProblem ? { logProblem } : {}),
+    };
   } finally {
     await fs.rm(artefact, { force: true });
   }

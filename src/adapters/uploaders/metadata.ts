@@ -13,7 +13,40 @@ import { sha256File } from '../../domain/provenance.js';
 export interface ArtefactMetadata {
   uploader: { username: string; hostname: string };
   payload: { filename: string; size: string; ctime: string; sha256sum: string; url: string };
-  link2pr: { repo: string; pr: string; pr_comment_id: string };
+  link2pr: { repo: string; pr: string; pr_comment_id: string; job_owner?: string };
+  /** EESSI ingestion's task (deploy.task_metadata); all strings, as the script's jq writes them. */
+  task?: { action: string; order: string; mode: string };
+}
+
+/** deploy.task_metadata as site.yaml gives it. */
+export interface TaskSettings {
+  action: 'add' | 'update' | 'delete' | 'start' | 'end';
+  order?: number | string;
+  mode?: 'order' | 'timestamp';
+}
+
+/** The high bits EESSI's upload script puts in a default order, per action. */
+const ORDER_BITS: Record<TaskSettings['action'], bigint> = {
+  start: 0x2000000000000000n,
+  delete: 0x4000000000000000n,
+  add: 0x7000000000000000n,
+  update: 0xb000000000000000n,
+  end: 0xd000000000000000n,
+};
+
+/**
+ * The `task:` block as the upload script builds it: mode `order` when an order is given, else
+ * `timestamp`; mode `order` without an order gets the action's bits ORed with the artefact's mtime.
+ */
+export function taskBlock(task: TaskSettings, mtime: Date): NonNullable<ArtefactMetadata['task']> {
+  const order = task.order === undefined ? '' : String(task.order);
+  const mode = task.mode ?? (order ? 'order' : 'timestamp');
+  const seconds = BigInt(Math.floor(mtime.getTime() / 1000));
+  return {
+    action: task.action,
+    order: order || (mode === 'order' ? String(ORDER_BITS[task.action] | seconds) : ''),
+    mode,
+  };
 }
 
 export interface MetadataInput {
@@ -29,6 +62,8 @@ export interface MetadataInput {
   prCommentId?: number;
   username: string;
   hostname: string;
+  jobOwner?: string;
+  task?: TaskSettings;
 }
 
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
@@ -59,7 +94,9 @@ export function buildMetadata(input: MetadataInput): ArtefactMetadata {
       pr: String(input.pr),
       // The script's default when no comment id is given.
       pr_comment_id: input.prCommentId === undefined ? 'none' : String(input.prCommentId),
+      ...(input.jobOwner ? { job_owner: input.jobOwner } : {}),
     },
+    ...(input.task ? { task: taskBlock(input.task, input.mtime) } : {}),
   };
 }
 
@@ -74,7 +111,15 @@ export function metadataPath(artefact: string): string {
  */
 export async function writeMetadata(
   artefact: string,
-  link: { url: string; repo: string; pr: number; prCommentId?: number; sha256?: string },
+  link: {
+    url: string;
+    repo: string;
+    pr: number;
+    prCommentId?: number;
+    sha256?: string;
+    jobOwner?: string;
+    task?: TaskSettings;
+  },
 ): Promise<{ file: string; metadata: ArtefactMetadata }> {
   const stat = await fs.stat(artefact);
   const metadata = buildMetadata({
@@ -86,6 +131,8 @@ export async function writeMetadata(
     repo: link.repo,
     pr: link.pr,
     prCommentId: link.prCommentId,
+    jobOwner: link.jobOwner,
+    task: link.task,
     username: os.userInfo().username,
     hostname: os.hostname(),
   });

@@ -59,7 +59,8 @@ export interface Destination {
 
 export type DestinationResult = { ok: true; dest: Destination } | { ok: false; reason: string };
 
-const ARCHIVE_SUFFIX = /\.tar\.(gz|zst)$/;
+/** The artefact kinds of the 2026 job contract: zstd, gzip (two spellings) or plain tar. */
+export const ARCHIVE_SUFFIX = /\.(tar\.zst|tar\.gz|tgz|tar)$/;
 
 /**
  * The artefact name must be a plain file name: letters, digits and `._+-`, not starting with a dot.
@@ -75,7 +76,7 @@ export function artefactNameProblem(name: string): string | undefined {
 /**
  * `legacy_aws_path` as `eessi-upload-to-staging` computes it: runs of `-` become one `/`, a leading
  * `eessi` plus the separator after it is dropped, and so is the archive suffix (`.tar.gz`, and here
- * also `.tar.zst`, which the script forgot). `eessi-2023.06-software-linux-x86_64-amd-zen2-1697812345.tar.zst`
+ * also `.tar.zst`, `.tgz` and `.tar`, which the script forgot). `eessi-2023.06-software-linux-x86_64-amd-zen2-1697812345.tar.zst`
  * → `2023.06/software/linux/x86_64/amd/zen2/1697812345`.
  */
 export function legacyAwsPath(artefactName: string): string {

@@ -36,10 +36,12 @@ export interface S3UploaderOptions extends DestinationSettings {
 }
 
 const CONTENT_TYPES: [RegExp, string][] = [
-  [/\.tar\.gz$/, 'application/gzip'],
+  [/\.(tar\.gz|tgz)$/, 'application/gzip'],
   [/\.tar\.zst$/, 'application/zstd'],
+  [/\.tar$/, 'application/x-tar'],
   [/\.(json|meta\.txt)$/, 'application/json'],
   [/\.sig$/, 'text/plain'],
+  [/\.log$/, 'text/plain; charset=utf-8'],
 ];
 
 function contentType(key: string): string {

@@ -9,6 +9,7 @@
  */
 import { execFile } from 'node:child_process';
 import path from 'node:path';
+import type { TaskSettings } from './metadata.js';
 import { objectUrl, resolveDestination, type DestinationSettings, type UploadTarget } from './paths.js';
 import {
   plainFileProblem,
@@ -25,12 +26,14 @@ export interface ScriptUploaderOptions extends DestinationSettings {
   script: string;
   /** `--bot-instance`. */
   instance: string;
+  /** deploy.task_metadata: `--action`, `--order`, `--mode`. */
+  task?: TaskSettings;
   timeoutMs?: number;
 }
 
 /** The argument list for one artefact (pure; exported for tests and logs). */
 export function scriptArgs(
-  opts: Pick<ScriptUploaderOptions, 'instance'>,
+  opts: Pick<ScriptUploaderOptions, 'instance' | 'task'>,
   dest: { rawArtefactPrefix?: string; rawMetadataPrefix?: string; bucket?: string; endpointUrl?: string },
   item: Pick<UploadItem, 'artefact' | 'githubRepository' | 'prNumber' | 'prCommentId'>,
 ): string[] {
@@ -48,8 +51,13 @@ export function scriptArgs(
     item.githubRepository,
     '--bot-instance',
     opts.instance,
-    item.artefact,
   );
+  if (opts.task) {
+    args.push('--action', opts.task.action);
+    if (opts.task.order !== undefined) args.push('--order', String(opts.task.order));
+    if (opts.task.mode) args.push('--mode', opts.task.mode);
+  }
+  args.push(item.artefact);
   return args;
 }
 

@@ -13,6 +13,8 @@ export interface UploadItem extends UploadTarget {
   artefactSig?: string;
   provenance?: string;
   provenanceSig?: string;
+  /** The job's Slurm output, secrets scrubbed (`deploy.upload_logs`); uploaded as `<artefact>.log`. */
+  log?: string;
   /** The metadata JSON (`<artefact>.meta.txt`); uploaded LAST, since its arrival triggers ingestion. */
   metadata: string;
   metadataSig?: string;
@@ -49,20 +51,26 @@ export interface Uploader {
   upload(item: UploadItem): Promise<UploadResult>;
 }
 
-/** The files of an item in upload order, paired with their keys; absent companions are skipped. */
+type FileRole = keyof DestinationKeys | 'log';
+
+/**
+ * The files of an item in upload order, paired with their keys; absent companions are skipped. The log
+ * goes next to the artefact, like its signature and provenance.
+ */
 export function orderedFiles(
   item: UploadItem,
   keys: DestinationKeys,
-): { file: string; key: string; role: keyof typeof keys }[] {
-  const all: { file: string | undefined; key: string; role: keyof typeof keys }[] = [
+): { file: string; key: string; role: FileRole }[] {
+  const all: { file: string | undefined; key: string; role: FileRole }[] = [
     { file: item.artefactSig, key: keys.artefactSig, role: 'artefactSig' },
     { file: item.artefact, key: keys.artefact, role: 'artefact' },
     { file: item.provenance, key: keys.provenance, role: 'provenance' },
     { file: item.provenanceSig, key: keys.provenanceSig, role: 'provenanceSig' },
+    { file: item.log, key: `${keys.artefact}.log`, role: 'log' },
     { file: item.metadataSig, key: keys.metadataSig, role: 'metadataSig' },
     { file: item.metadata, key: keys.metadata, role: 'metadata' },
   ];
-  return all.filter((f): f is { file: string; key: string; role: keyof typeof keys } => f.file !== undefined);
+  return all.filter((f): f is { file: string; key: string; role: FileRole } => f.file !== undefined);
 }
 
 /**

@@ -1,33 +1,35 @@
 /** `bot: build ...`: check permission, select targets, prepare one job directory per target. */
 import { codeSpan } from '../../domain/markdown.js';
 import { hasPermission } from '../../domain/permissions.js';
-import { describeTargets, selectBuildTargets } from '../../domain/targets.js';
+import { DRY_RUN_FLAG } from '../../domain/commands.js';
 import { createBuildRun, type PreparedJob } from '../buildRun.js';
 import { describeClosure, prClosure } from '../cleanup.js';
+import { renderPlan, selectOrExplain } from './plan.js';
 import type { CommandHandler } from './types.js';
 
 export const build: CommandHandler = async (ctx) => {
+  if (ctx.args.general.includes(DRY_RUN_FLAG)) return await renderPlan(ctx);
   const { config, github, jobdirs } = ctx.work.deps;
   if (!(await hasPermission(github, ctx.pr.repo, ctx.sender, config.permissions.build))) {
     return `account ${codeSpan(ctx.sender)} has NO permission to submit build jobs`;
   }
   const closure = await prClosure(ctx.work.deps, ctx.pr);
   if (closure) return `no jobs were submitted: ${describeClosure(closure)}`;
-  const selection = selectBuildTargets(ctx.args, config);
-  if (!selection.ok) return `no jobs were submitted: ${selection.reason}`;
-  if (selection.targets.length === 0) {
-    const available = describeTargets(config);
-    return [
-      `no jobs were submitted: no node type of instance ${codeSpan(config.instance)} matches.`,
-      available.length ? 'Available targets:' : 'This instance has no node types configured.',
-      ...available.map((t) => `- ${t}`),
-    ].join('\n');
-  }
-  const jobs = await createBuildRun(ctx.work, ctx.key, ctx.pr, selection.targets, selection.exportVariables);
+  const selection = selectOrExplain(ctx.args, config, 'no jobs were submitted');
+  if ('reply' in selection) return selection.reply;
+  const jobs = await createBuildRun(
+    ctx.work,
+    ctx.key,
+    ctx.pr,
+    selection.targets,
+    selection.exportVariables,
+    ctx.sender,
+    ctx.args.after,
+  );
   return jobs.map((job) => describePreparedJob(job, (d) => jobdirs.relative(d))).join('\n');
 };
 
-function describePreparedJob(job: PreparedJob, rel: (dir: string) => string): string {
+export function describePreparedJob(job: PreparedJob, rel: (dir: string) => string): string {
   const t = job.target;
   const what =
     `job for ${codeSpan(t.repoId)} on node type ${codeSpan(t.nodeType)} ` +

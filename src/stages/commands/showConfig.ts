@@ -1,4 +1,8 @@
 import { renderConfig } from '../../domain/render.js';
+import { renderTargetSetsExpanded } from '../../domain/targetSets.js';
 import type { CommandHandler } from './types.js';
 
-export const showConfig: CommandHandler = async (ctx) => renderConfig(ctx.work.deps.config);
+export const showConfig: CommandHandler = async (ctx) => {
+  const { config } = ctx.work.deps;
+  return [renderConfig(config), ...renderTargetSetsExpanded(config.target_sets)].join('\n');
+};

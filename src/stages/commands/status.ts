@@ -1,14 +1,60 @@
-/** `bot: status [last_build]`: built from this instance's job directories, never by scraping comments. */
+/**
+ * `bot: status [last_build]`: the target matrix of the PR head, read from its check runs (every instance's
+ * with `reporting.status_responder`, else this instance's own), then this instance's jobs, built from its
+ * job directories, never by scraping comments.
+ */
 import path from 'node:path';
+import type { Config } from '../../config/config.js';
 import type { JobData } from '../../store/job.js';
 import { codeSpan } from '../../domain/markdown.js';
+import { renderInstanceHealth } from '../../domain/health.js';
+import { renderTargetMatrix } from '../../domain/targetMatrix.js';
 import { buildTargetKey } from '../../domain/targets.js';
 import type { DirState } from '../../store/state.js';
 import { describeClosure, prClosure } from '../cleanup.js';
+import { readFleet, readsChecks } from '../deployGate.js';
 import { prJobs } from '../job.js';
-import type { CommandHandler } from './types.js';
+import { instanceHealthInput } from './ping.js';
+import type { CommandContext, CommandHandler } from './types.js';
+
+/**
+ * With `reporting.status_responder` naming another instance, this one leaves a plain `bot: status` to
+ * it; a status with `inst:` is answered by the instances it names, as any command.
+ */
+export function leavesStatusToOthers(
+  config: Pick<Config, 'instance' | 'reporting'>,
+  instFilter?: string,
+): boolean {
+  const responder = config.reporting.status_responder;
+  return instFilter === undefined && responder !== undefined && responder !== config.instance;
+}
 
 export const status: CommandHandler = async (ctx) => {
+  const sections = [await matrixSection(ctx), ...(await healthLines(ctx)), await jobsSection(ctx)];
+  return sections.filter((s) => s !== '').join('\n\n');
+};
+
+/** This instance's health: last tick, ingest mode and lag, the scheduler and its partitions. */
+async function healthLines(ctx: CommandContext): Promise<string[]> {
+  return [renderInstanceHealth(await instanceHealthInput(ctx.work.deps)).join('\n')];
+}
+
+/** The matrix: one paginated list of the head commit's check runs (plus the PR, for its head). */
+async function matrixSection(ctx: CommandContext): Promise<string> {
+  const { config, github } = ctx.work.deps;
+  if (!readsChecks(ctx.work.deps)) return '';
+  const head = (await github.getPullRequest(ctx.pr.repo, ctx.pr.number)).headSha;
+  const fleet = await readFleet(ctx.work.deps, ctx.pr.repo, head);
+  const fleetWide = config.reporting.status_responder !== undefined;
+  const runs = fleetWide ? fleet.runs : fleet.runs.filter((r) => r.instance === config.instance);
+  const matrix = renderTargetMatrix(runs, { headSha: head, complete: fleet.complete });
+  return (
+    matrix ||
+    `no check runs of ${fleetWide ? 'any instance' : `instance ${codeSpan(config.instance)}`} on the PR head ${codeSpan(head.slice(0, 12))} yet`
+  );
+}
+
+async function jobsSection(ctx: CommandContext): Promise<string> {
   const { jobdirs, config } = ctx.work.deps;
   const jobs = await prJobs(ctx.work.deps, ctx.pr);
   const selected = ctx.args.general.includes('last_build') ? lastPerTarget(jobs) : jobs;
@@ -25,7 +71,7 @@ export const status: CommandHandler = async (ctx) => {
       config.instance,
     )
   );
-};
+}
 
 /** The newest job per (for-arch, accelerator, repo), by directory order (run and event names sort by time). */
 function lastPerTarget<T extends { dir: string; state: DirState<JobData> }>(jobs: T[]): T[] {

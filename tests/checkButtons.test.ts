@@ -79,7 +79,7 @@ function pressPayload(
   if (how.action === 'requested_action') p.requested_action = { identifier: how.identifier };
   p.repository!.owner.login = OWNER;
   p.repository!.name = REPO;
-  p.installation = { id: INSTALLATION };
+  p.installation = { id: INSTALLATION, node_id: `I_fake${INSTALLATION}` };
   (p.sender as { login: string }).login = sender;
   const cr = p.check_run as Record<string, unknown> & { app: { id: number } };
   Object.assign(cr, {

@@ -551,7 +551,7 @@ describe('a check run per job, through the poller', () => {
     push.number = PR;
     push.pull_request.number = PR;
     push.pull_request.head.sha = 'f'.repeat(40);
-    push.installation = { id: INSTALLATION };
+    push.installation = { id: INSTALLATION, node_id: `I_fake${INSTALLATION}` };
     await storeRaw(h, 'pull_request', push, nextDelivery());
     await untilStage(h, 'cancelled');
     expect(runsOf(h, repo.headSha)).toEqual([

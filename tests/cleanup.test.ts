@@ -33,7 +33,7 @@ function closedPayload(merged: boolean) {
   const pr = p.pull_request as { number: number; merged: boolean };
   pr.number = PR;
   pr.merged = merged;
-  p.installation = { id: INSTALLATION };
+  p.installation = { id: INSTALLATION, node_id: `I_fake${INSTALLATION}` };
   return p;
 }
 

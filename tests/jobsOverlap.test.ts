@@ -95,7 +95,7 @@ test('a new push cancels active jobs of the old head and marks them stale in the
   p.repository!.name = REPO;
   (p.pull_request as { number: number; head: { sha: string } }).number = PR;
   (p.pull_request as { number: number; head: { sha: string } }).head.sha = 'f'.repeat(40);
-  p.installation = { id: INSTALLATION };
+  p.installation = { id: INSTALLATION, node_id: `I_fake${INSTALLATION}` };
   await storeRaw(h, 'pull_request', p, 'sync-1');
   await tickUntil(h, async () => (await stages()).join() === 'cancelled');
   const [dir] = await jobDirsOf(h);

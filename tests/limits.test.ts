@@ -105,7 +105,7 @@ async function storeCommentOn(harness: Harness, pr: number, body: string): Promi
   p.repository!.owner.login = OWNER;
   p.repository!.name = REPO;
   p.issue!.number = pr;
-  p.installation = { id: INSTALLATION };
+  p.installation = { id: INSTALLATION, node_id: `I_fake${INSTALLATION}` };
   (p.comment as { body: string; user: { login: string } }).body = body;
   (p.comment as { body: string; user: { login: string } }).user.login = REVIEWER;
   (p.sender as { login: string }).login = REVIEWER;
@@ -208,7 +208,7 @@ test('after:#8: the jobs wait until PR 8 is closed (or deployed), with one row t
   close.repository!.owner.login = OWNER;
   close.repository!.name = REPO;
   (close.pull_request as { number: number }).number = 8;
-  close.installation = { id: INSTALLATION };
+  close.installation = { id: INSTALLATION, node_id: `I_fake${INSTALLATION}` };
   await storeRaw(h, 'pull_request', close, nextDelivery());
   for (let tick = 0; ; tick++) {
     await runTick(h.deps);

@@ -47,7 +47,7 @@ async function commentOn(harness: Harness, repo: string, number: number, body: s
   p.repository!.owner.login = OWNER;
   p.repository!.name = repo;
   p.issue!.number = number;
-  p.installation = { id: INSTALLATION };
+  p.installation = { id: INSTALLATION, node_id: `I_fake${INSTALLATION}` };
   const c = p.comment as { body: string; user: { login: string } };
   c.body = body;
   c.user.login = sender;

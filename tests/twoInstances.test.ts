@@ -162,7 +162,7 @@ test('the matrix shows both instances; the gate is green only when both succeede
     p.number = PR;
     p.pull_request.number = PR;
     p.pull_request.head.sha = newHead;
-    p.installation = { id: INSTALLATION };
+    p.installation = { id: INSTALLATION, node_id: `I_fake${INSTALLATION}` };
     await storeRaw(h, 'pull_request', p, nextDelivery());
     await tickUntil(
       h,

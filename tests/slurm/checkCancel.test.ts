@@ -71,7 +71,7 @@ describeSlurm('the Cancel button on the real Slurm', () => {
     p.requested_action = { identifier: 'cancel' };
     p.repository!.owner.login = OWNER;
     p.repository!.name = REPO;
-    p.installation = { id: INSTALLATION };
+    p.installation = { id: INSTALLATION, node_id: `I_fake${INSTALLATION}` };
     (p.sender as { login: string }).login = REVIEWER;
     const cr = p.check_run as Record<string, unknown> & { app: { id: number } };
     Object.assign(cr, {

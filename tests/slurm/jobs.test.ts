@@ -312,7 +312,7 @@ describeSlurm('Slurm build jobs', () => {
     closed.repository!.owner.login = OWNER;
     closed.repository!.name = REPO;
     Object.assign(closed.pull_request as object, { number: PR, merged: false });
-    closed.installation = { id: INSTALLATION };
+    closed.installation = { id: INSTALLATION, node_id: `I_fake${INSTALLATION}` };
     await storeRaw(h, 'pull_request', closed, nextDelivery());
     await tickUntil(h, async () => (await jobDirsOf(h)).length === 0, 60_000, 500);
     const acct = await pollUntil(

@@ -197,14 +197,26 @@ describeSlurm('rebuild and infrastructure retries on Slurm', () => {
     const name = (await sacctJob(jobId))!.JobName;
     const since = await pollUntil(
       async () =>
-        (await slurm('sacct', ['-X', '-n', '-P', '-o', 'JobID,JobName', '-S', 'now-1hour']))
+        (
+          await slurm('sacct', [
+            '-X',
+            '-n',
+            '-P',
+            '-a',
+            `--name=${name}`,
+            '-o',
+            'JobID,JobName',
+            '-S',
+            'now-1hour',
+          ])
+        )
           .split('\n')
           .map((l) => l.split('|'))
           .filter(([id, n]) => n === name && /^\d+$/.test(id ?? '') && Number(id) >= Number(jobId))
           .map(([id]) => id)
           .sort(),
       (ids) => ids.includes(data.job_id!),
-      { timeoutMs: 60_000 },
+      { timeoutMs: 180_000 },
     );
     expect(since).toEqual([jobId, data.job_id!].sort());
   }, 600_000);

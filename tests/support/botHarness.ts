@@ -16,7 +16,7 @@ import { runTick } from '../../src/poller.js';
 import type { StageDeps } from '../../src/stages/context.js';
 import { readState, type DirState } from '../../src/store/state.js';
 import { FakeGitHub } from './fakeGithub.js';
-import { payloads } from './payloads.js';
+import { assertWebhookPayload, payloads } from './payloads.js';
 import { createPrRepo, type PrRepo } from './prRepo.js';
 
 export const OWNER = 'hpc-org';
@@ -109,19 +109,21 @@ export async function storeComment(h: Harness, body: string, sender = REVIEWER, 
   p.repository!.owner.login = OWNER;
   p.repository!.name = REPO;
   p.issue!.number = PR;
-  p.installation = { id: INSTALLATION };
+  p.installation = { id: INSTALLATION, node_id: `I_fake${INSTALLATION}` };
   (p.comment as { body: string; user: { login: string } }).body = body;
   (p.comment as { body: string; user: { login: string } }).user.login = sender;
   (p.sender as { login: string }).login = sender;
   return await storeRaw(h, 'issue_comment', p, delivery);
 }
 
+/** Store `payload` as the server would; it must be a payload GitHub could send (its webhooks description). */
 export async function storeRaw(
   h: Harness,
   event: string,
   payload: Record<string, unknown>,
   delivery: string,
 ) {
+  assertWebhookPayload(event, payload);
   const where = classifyEvent(event, payload);
   if (!('store' in where) || !where.store) throw new Error(`not stored: ${JSON.stringify(where)}`);
   const { eventDir } = await storeEvent(h.deps.jobdirs, {

@@ -35,7 +35,7 @@ async function comment(h: Harness, repo: string, pr: number, body: string) {
   p.repository!.owner.login = OWNER;
   p.repository!.name = repo;
   p.issue!.number = pr;
-  p.installation = { id: INSTALLATION };
+  p.installation = { id: INSTALLATION, node_id: `I_fake${INSTALLATION}` };
   (p.comment as { body: string; user: { login: string } }).body = body;
   (p.comment as { body: string; user: { login: string } }).user.login = REVIEWER;
   (p.sender as { login: string }).login = REVIEWER;

@@ -32,7 +32,7 @@ export async function storeBuildComment(
   p.repository!.name = REPO;
   p.issue!.number = PR;
   (p.issue! as { number: number; title?: string }).title = title;
-  p.installation = { id: INSTALLATION };
+  p.installation = { id: INSTALLATION, node_id: `I_fake${INSTALLATION}` };
   (p.comment as { body: string; user: { login: string } }).body = body;
   (p.comment as { body: string; user: { login: string } }).user.login = REVIEWER;
   (p.sender as { login: string }).login = REVIEWER;

@@ -21,7 +21,7 @@ import { renderLogTail, type LogTail } from '../domain/logTail.js';
 import { jobFields } from '../log.js';
 import { crashPoint } from '../store/crashPoint.js';
 import type { CheckRecord, JobData } from '../store/job.js';
-import { openJobFile } from '../store/jobFile.js';
+import { openJobFile, readEndOf } from '../store/jobFile.js';
 import { workTreeOf } from '../store/workTree.js';
 import type { WorkDir } from './context.js';
 import { evaluateDeployGate } from './deployGate.js';
@@ -169,17 +169,6 @@ async function readLogTail(jobDir: string, jobId: string): Promise<LogTail> {
   const file = `slurm-${jobId}.out`;
   const opened = await openJobFile(workTreeOf(jobDir), file);
   if (!opened.ok) return { file, unread: opened.reason };
-  try {
-    const start = Math.max(0, opened.stat.size - LOG_TAIL_BYTES);
-    const buf = Buffer.alloc(opened.stat.size - start);
-    let n = 0;
-    while (n < buf.length) {
-      const { bytesRead } = await opened.handle.read(buf, n, buf.length - n, start + n);
-      if (bytesRead === 0) break;
-      n += bytesRead;
-    }
-    return { file, text: buf.subarray(0, n).toString('utf8'), cutAtStart: start > 0 };
-  } finally {
-    await opened.handle.close();
-  }
+  const { text, cut } = await readEndOf(opened, LOG_TAIL_BYTES);
+  return { file, text, cutAtStart: cut };
 }

@@ -39,6 +39,29 @@ function inside(root: string, p: string): boolean {
 }
 
 /**
+ * The last `maxBytes` of an opened job file as it was when opened (the job may still append), and
+ * whether its beginning was cut off. Closes the handle.
+ */
+export async function readEndOf(
+  opened: Extract<OpenedJobFile, { ok: true }>,
+  maxBytes: number,
+): Promise<{ text: string; cut: boolean }> {
+  const start = Math.max(0, opened.stat.size - maxBytes);
+  try {
+    const buf = Buffer.alloc(opened.stat.size - start);
+    let n = 0;
+    while (n < buf.length) {
+      const { bytesRead } = await opened.handle.read(buf, n, buf.length - n, start + n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    return { text: buf.subarray(0, n).toString('utf8'), cut: start > 0 };
+  } finally {
+    await opened.handle.close();
+  }
+}
+
+/**
  * Open `name` (relative to `root`) for reading, or say why not. Problems name the file relative to
  * `root`, never the bot's own paths. The caller closes the handle.
  */

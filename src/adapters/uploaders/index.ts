@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { Config } from '../../config/config.js';
 import { crashPoint } from '../../store/crashPoint.js';
 import { mkdirDurable, writeFileAtomic } from '../../store/fsutil.js';
-import { copyJobFile, openJobFile } from '../../store/jobFile.js';
+import { copyJobFile, openJobFile, readEndOf } from '../../store/jobFile.js';
 import { scrub } from '../../domain/logTail.js';
 import { buildProvenance, writeProvenance, type ProvenanceJob } from '../../domain/provenance.js';
 import { signFile } from '../signing.js';
@@ -148,25 +148,12 @@ export async function writeScrubbedLog(
 ): Promise<{ ok: true } | { ok: false; problem: string }> {
   const opened = await openJobFile(workTree, name);
   if (!opened.ok) return { ok: false, problem: opened.problem };
-  let text: string;
-  const start = Math.max(0, opened.stat.size - MAX_UPLOADED_LOG_BYTES);
-  try {
-    const buf = Buffer.alloc(opened.stat.size - start);
-    let n = 0;
-    while (n < buf.length) {
-      const { bytesRead } = await opened.handle.read(buf, n, buf.length - n, start + n);
-      if (bytesRead === 0) break;
-      n += bytesRead;
-    }
-    text = buf.subarray(0, n).toString('utf8');
-  } finally {
-    await opened.handle.close();
-  }
-  if (start > 0) {
-    const newline = text.indexOf('\n');
-    text = `[log cut to its last ${MAX_UPLOADED_LOG_BYTES / 1024 / 1024} MiB]\n${newline >= 0 ? text.slice(newline + 1) : ''}`;
-  }
-  await writeFileAtomic(dest, scrub(text, secrets));
+  const { text, cut } = await readEndOf(opened, MAX_UPLOADED_LOG_BYTES);
+  const newline = text.indexOf('\n');
+  const kept = cut
+    ? `[log cut to its last ${MAX_UPLOADED_LOG_BYTES / 1024 / 1024} MiB]\n${newline >= 0 ? text.slice(newline + 1) : ''}`
+    : text;
+  await writeFileAtomic(dest, scrub(kept, secrets));
   return { ok: true };
 }
 

@@ -7,7 +7,8 @@ export default {
   },
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   testMatch: ['<rootDir>/tests/**/*.test.ts'],
-  setupFiles: ['<rootDir>/tests/support/isolateHome.ts'],
+  setupFiles: ['<rootDir>/tests/support/isolateTemp.ts'],
+  setupFilesAfterEnv: ['<rootDir>/tests/support/removeTemp.ts'],
   testTimeout: 30000,
   maxWorkers: 2,
 };

@@ -5,17 +5,17 @@
  * GitHub and App auth.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createGitHub, type CheckRunBody } from '../src/adapters/github/index.js';
 import { CHECK_ACTIONS, checkRunActions } from '../src/domain/checkRun.js';
 import { classifyEvent } from '../src/ingest/eventStore.js';
 import type { JobData } from '../src/store/job.js';
 import { readState } from '../src/store/state.js';
-import { workTreeOf } from '../src/store/workTree.js';
 import {
   INSTALLATION,
   jobDirsOf,
+  releaseWaitingJobs,
   nextDelivery,
   openPr,
   OWNER,
@@ -32,7 +32,7 @@ import {
 } from './support/botHarness.js';
 import type { FakeCheckRun } from './support/fakeGithub.js';
 import { payloads } from './support/payloads.js';
-import { PASSING_BOT } from './support/prRepo.js';
+import { WAITING_BOT } from './support/prRepo.js';
 import { killAll } from './support/spawn.js';
 
 const APP_ID = 77;
@@ -165,12 +165,9 @@ beforeAll(() => {
 let h: Harness | undefined;
 afterEach(async () => {
   await killAll();
-  if (h) {
-    for (const dir of await jobDirsOf(h))
-      if (existsSync(workTreeOf(dir))) writeFileSync(path.join(workTreeOf(dir), 'go'), '');
-    await h.stop();
-    h = undefined;
-  }
+  if (h) await releaseWaitingJobs(h);
+  await h?.stop();
+  h = undefined;
 });
 
 async function appHarness(): Promise<Harness> {
@@ -196,14 +193,6 @@ const FAILING_BOT = {
   'bot/build.sh': '#!/bin/bash\nexit 1\n',
   'bot/check-build.sh':
     '#!/bin/bash\nprintf "[RESULT]\\ncomment_description = :cry: FAILURE\\nstatus = FAILURE\\nartefacts =\\n" > "_bot_job${SLURM_JOB_ID}.result"\n',
-};
-
-const WAITING_BOT = {
-  ...PASSING_BOT,
-  'bot/build.sh': PASSING_BOT['bot/build.sh'].replace(
-    '#!/bin/bash',
-    '#!/bin/bash\nfor i in $(seq 1 600); do [ -e go ] && break; sleep 0.1; done',
-  ),
 };
 
 /** The body last sent for check run `id` (the fake keeps no actions; the request shows them). */

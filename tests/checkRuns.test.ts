@@ -5,7 +5,7 @@
  * dry-run store, and `reporting` turning surfaces off.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { createGitHub, GitHubError, type CheckRunBody } from '../src/adapters/github/index.js';
@@ -27,6 +27,8 @@ import { workTreeOf } from '../src/store/workTree.js';
 import {
   INSTALLATION,
   jobDirsOf,
+  letGo,
+  releaseWaitingJobs,
   nextDelivery,
   openPr,
   OWNER,
@@ -41,7 +43,7 @@ import {
   type Harness,
 } from './support/botHarness.js';
 import { payloads } from './support/payloads.js';
-import { PASSING_BOT } from './support/prRepo.js';
+import { PASSING_BOT, WAITING_BOT } from './support/prRepo.js';
 import { killAll, runCli } from './support/spawn.js';
 
 // ---- the pure rendering ------------------------------------------------------------------------
@@ -272,13 +274,9 @@ beforeAll(() => {
 let h: Harness | undefined;
 afterEach(async () => {
   await killAll();
-  if (h) {
-    // Let every job that waits for its go file end.
-    for (const dir of await jobDirsOf(h))
-      if (existsSync(workTreeOf(dir))) writeFileSync(path.join(workTreeOf(dir), 'go'), '');
-    await h.stop();
-    h = undefined;
-  }
+  if (h) await releaseWaitingJobs(h);
+  await h?.stop();
+  h = undefined;
 });
 
 const FAST = { retryBaseMs: 1, retries: 1, throttle: false };
@@ -295,15 +293,6 @@ function useApp(harness: Harness, github: Partial<Config['github']> = {}): void 
   harness.deps.config = config;
   harness.deps.github = createGitHub(config, harness.deps.logger, {}, FAST);
 }
-
-/** bot/build.sh that waits (at most a minute) for a file `go` in its work tree, so each stage can be seen. */
-const WAITING_BOT = {
-  ...PASSING_BOT,
-  'bot/build.sh': PASSING_BOT['bot/build.sh'].replace(
-    '#!/bin/bash',
-    '#!/bin/bash\nfor i in $(seq 1 600); do [ -e go ] && break; sleep 0.1; done',
-  ),
-};
 
 const checkCalls = (harness: Harness) =>
   harness.fake.calls
@@ -335,7 +324,6 @@ async function untilStage(harness: Harness, ...stages: string[]): Promise<string
   return await onlyJob(harness);
 }
 
-const go = (dir: string) => writeFileSync(path.join(workTreeOf(dir), 'go'), '');
 const runsOf = (harness: Harness, sha: string) => harness.fake.checkRunsOf(OWNER, REPO, sha);
 
 describe('a check run per job, through the poller', () => {
@@ -363,7 +351,7 @@ describe('a check run per job, through the poller', () => {
       'PATCH /repos/hpc-org/software-layer/check-runs/:id',
     ]);
 
-    go(dir);
+    letGo(dir);
     await untilStage(h, 'finished');
     for (let i = 0; i < 2; i++) await runTick(h.deps);
     const [done, ...more] = runsOf(h, repo.headSha);
@@ -471,7 +459,7 @@ describe('a check run per job, through the poller', () => {
     const id = (await stateOf<JobData>(dir)).data.job_id!;
     // The local backend's record is its scheduler: without it, the job is in neither squeue nor sacct.
     rmSync(path.join(h.config.jobdirs, 'local-jobs', `${id}.json`));
-    go(dir);
+    letGo(dir);
     await untilStage(h, 'lost');
     expect(runsOf(h, repo.headSha)).toEqual([
       expect.objectContaining({ status: 'completed', conclusion: 'action_required' }),
@@ -604,7 +592,7 @@ describe('exactly once, and only where configured', () => {
     state = await stateOf<JobData>(dir);
     expect(state.data.check?.id).toBe(created!.id);
 
-    go(dir);
+    letGo(dir);
     await untilStage(h, 'finished');
     expect(runsOf(h, repo.headSha)).toEqual([
       expect.objectContaining({ id: created!.id, status: 'completed', conclusion: 'success' }),
@@ -616,7 +604,7 @@ describe('exactly once, and only where configured', () => {
     const repo = openPr(h, WAITING_BOT);
     await storeComment(h, 'bot: build for:arch=zen4');
     const dir = await untilStage(h, 'running');
-    go(dir);
+    letGo(dir);
     await untilStage(h, 'finished');
     for (let i = 0; i < 2; i++) await runTick(h.deps);
     const id = (await stateOf<JobData>(dir)).data.job_id!;

@@ -4,8 +4,6 @@
  * written when a job completes (API calls per lifecycle counted), `bot: deploy` refused while it is red,
  * and the bounded, paginated read of a commit with 200 (and 1005) check runs.
  */
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { createGitHub, type ListedCheckRun } from '../src/adapters/github/index.js';
 import { ConfigError, parseConfig } from '../src/config/config.js';
 import { checkRunName } from '../src/domain/checkRun.js';
@@ -23,9 +21,10 @@ import { fleetRuns } from '../src/domain/targetMatrix.js';
 import type { BuildTarget } from '../src/domain/targets.js';
 import type { JobData } from '../src/store/job.js';
 import { runTick } from '../src/poller.js';
-import { workTreeOf } from '../src/store/workTree.js';
 import {
   jobDirsOf,
+  letGo,
+  releaseWaitingJobs,
   openPr,
   OWNER,
   PR,
@@ -38,7 +37,7 @@ import {
   type Harness,
 } from './support/botHarness.js';
 import { APP_ID, reconfigure } from './support/fleet.js';
-import { PASSING_BOT } from './support/prRepo.js';
+import { PASSING_BOT, WAITING_BOT } from './support/prRepo.js';
 import { killAll } from './support/spawn.js';
 
 // ---- parsing -------------------------------------------------------------------------------------
@@ -283,19 +282,11 @@ describe('decideGate', () => {
 let h: Harness | undefined;
 afterEach(async () => {
   await killAll();
-  for (const dir of h ? await jobDirsOf(h) : []) writeFileSync(path.join(workTreeOf(dir), 'go'), '');
+  if (h) await releaseWaitingJobs(h);
   await h?.stop();
   h = undefined;
 });
 
-/** bot/build.sh that waits (at most a minute) for a file `go` in its work tree, so that it is seen running. */
-const WAITING_BOT = {
-  ...PASSING_BOT,
-  'bot/build.sh': PASSING_BOT['bot/build.sh'].replace(
-    '#!/bin/bash',
-    '#!/bin/bash\nfor i in $(seq 1 600); do [ -e go ] && break; sleep 0.1; done',
-  ),
-};
 const FAST = { retryBaseMs: 1, retries: 1, throttle: false };
 const REQUIRE_ZEN4 = 'deploy:\n  policy: all\n  require: ["for:arch=x86_64/amd/zen4"]';
 const gateRuns = (harness: Harness, sha: string) =>
@@ -314,7 +305,7 @@ test('a job that completes evaluates the gate: one list call and one write (API 
   await runTick(h.deps);
   expect(gateRuns(h, repo.headSha)).toEqual([]);
   const [dir] = await jobDirsOf(h);
-  writeFileSync(path.join(workTreeOf(dir!), 'go'), '');
+  letGo(dir!);
   await tickUntil(h, async () => (await stateOf<JobData>(dir!)).data.check?.gated !== undefined);
   for (let i = 0; i < 3; i++) await runTick(h.deps);
   const [gate, ...more] = gateRuns(h, repo.headSha);

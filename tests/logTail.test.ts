@@ -3,14 +3,12 @@
  * 8 KB cap, backticks and `bot:` lines neutralised, control sequences removed), then in the job
  * comment of a real failed job on the local backend, and switched off with `reporting.log_tail_lines: 0`.
  */
-import { existsSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { commandLines } from '../src/domain/commandLines.js';
 import { MAX_LOG_TAIL_BYTES, renderLogTail, safeLogLines, scrub } from '../src/domain/logTail.js';
 import type { JobData } from '../src/store/job.js';
-import { workTreeOf } from '../src/store/workTree.js';
 import {
   jobDirsOf,
+  releaseWaitingJobs,
   openPr,
   OWNER,
   PR,
@@ -124,12 +122,9 @@ const FAILING_BOT = {
 let h: Harness | undefined;
 afterEach(async () => {
   await killAll();
-  if (h) {
-    for (const dir of await jobDirsOf(h))
-      if (existsSync(workTreeOf(dir))) writeFileSync(path.join(workTreeOf(dir), 'go'), '');
-    await h.stop();
-    h = undefined;
-  }
+  if (h) await releaseWaitingJobs(h);
+  await h?.stop();
+  h = undefined;
 });
 
 async function failedJobComment(yaml: string): Promise<{ body: string; data: JobData }> {

@@ -2,14 +2,12 @@
  * `bot: plan ...` and `bot: build ... --dry-run` (src/stages/commands/plan.ts): the exact job list a
  * build would prepare and what build.on_overlap would do, with nothing written or submitted.
  */
-import { existsSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { parseBotCommand } from '../src/domain/commands.js';
 import { plannedAction } from '../src/stages/commands/plan.js';
 import type { JobData } from '../src/store/job.js';
-import { workTreeOf } from '../src/store/workTree.js';
 import {
   jobDirsOf,
+  releaseWaitingJobs,
   openPr,
   OWNER,
   PR,
@@ -21,7 +19,7 @@ import {
   tickUntil,
   type Harness,
 } from './support/botHarness.js';
-import { PASSING_BOT } from './support/prRepo.js';
+import { PASSING_BOT, WAITING_BOT } from './support/prRepo.js';
 import { killAll } from './support/spawn.js';
 
 describe('plannedAction', () => {
@@ -49,14 +47,6 @@ describe('plannedAction', () => {
   });
 });
 
-const WAITING_BOT = {
-  ...PASSING_BOT,
-  'bot/build.sh': PASSING_BOT['bot/build.sh'].replace(
-    '#!/bin/bash',
-    '#!/bin/bash\nfor i in $(seq 1 600); do [ -e go ] && break; sleep 0.1; done',
-  ),
-};
-
 const GPU_NODE = [
   '    zen4_cc90:',
   '      cpu_subdir: x86_64/amd/zen4',
@@ -67,12 +57,9 @@ const GPU_NODE = [
 let h: Harness | undefined;
 afterEach(async () => {
   await killAll();
-  if (h) {
-    for (const dir of await jobDirsOf(h))
-      if (existsSync(workTreeOf(dir))) writeFileSync(path.join(workTreeOf(dir), 'go'), '');
-    await h.stop();
-    h = undefined;
-  }
+  if (h) await releaseWaitingJobs(h);
+  await h?.stop();
+  h = undefined;
 });
 
 async function command(harness: Harness, body: string): Promise<string> {

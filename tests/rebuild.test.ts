@@ -2,15 +2,13 @@
  * `bot: rebuild failed` and `bot: rebuild for:...` (src/stages/commands/rebuild.ts): the pure decisions
  * as tables, then real jobs on the local backend through the poller, with real git and the fake GitHub.
  */
-import { existsSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { parseBotCommand } from '../src/domain/commands.js';
 import type { BuildTarget } from '../src/domain/targets.js';
 import { failedBecause, targetSelected } from '../src/stages/commands/rebuild.js';
 import type { JobData } from '../src/store/job.js';
-import { workTreeOf } from '../src/store/workTree.js';
 import {
   jobDirsOf,
+  releaseWaitingJobs,
   openPr,
   OWNER,
   PR,
@@ -138,12 +136,9 @@ const ICELAKE_NODE = [
 let h: Harness | undefined;
 afterEach(async () => {
   await killAll();
-  if (h) {
-    for (const dir of await jobDirsOf(h))
-      if (existsSync(workTreeOf(dir))) writeFileSync(path.join(workTreeOf(dir), 'go'), '');
-    await h.stop();
-    h = undefined;
-  }
+  if (h) await releaseWaitingJobs(h);
+  await h?.stop();
+  h = undefined;
 });
 
 async function harness(extraYaml = ''): Promise<Harness> {

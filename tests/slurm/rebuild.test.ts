@@ -3,13 +3,11 @@
  * `flock /tmp/slurm.lock`): `bot: rebuild failed` after one of two targets failed resubmits only that
  * one, and a job whose node is set DOWN while it runs comes back as NODE_FAIL and is resubmitted once.
  */
-import { existsSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import type { JobData } from '../../src/store/job.js';
 import { readState } from '../../src/store/state.js';
-import { workTreeOf } from '../../src/store/workTree.js';
 import {
   jobDirsOf,
+  letGo,
   openPr,
   OWNER,
   PR,
@@ -80,7 +78,7 @@ afterEach(async () => {
   for (const dir of await jobDirsOf(h)) {
     const data = (await readState<JobData>(dir))?.data;
     if (data?.job_id) ids.push(data.job_id);
-    if (existsSync(workTreeOf(dir))) writeFileSync(path.join(workTreeOf(dir), 'go'), '');
+    letGo(dir);
   }
   if (ids.length) await slurm('scancel', ids).catch(() => undefined);
   await h.stop();
@@ -182,7 +180,7 @@ describeSlurm('rebuild and infrastructure retries on Slurm', () => {
 
     await tickUntil(h, async () => (await stateOf<JobData>(dir)).data.infra_retries === 1, 120_000, 500);
     await resumeNode();
-    writeFileSync(path.join(workTreeOf(dir), 'go'), '');
+    letGo(dir);
     await allFinished(h, 1);
 
     const data = (await stateOf<JobData>(dir)).data;

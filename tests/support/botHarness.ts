@@ -2,7 +2,7 @@
  * An in-process bot for stage tests: a temp jobdirs, a site.yaml, the real GitHub adapter pointed at a
  * FakeGitHub (with git over HTTP), a chosen backend, and helpers to store events and run ticks.
  */
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -15,6 +15,7 @@ import { JobAccount } from '../../src/adapters/jobUser.js';
 import { runTick } from '../../src/poller.js';
 import type { StageDeps } from '../../src/stages/context.js';
 import { readState, type DirState } from '../../src/store/state.js';
+import { workTreeOf } from '../../src/store/workTree.js';
 import { FakeGitHub } from './fakeGithub.js';
 import { assertWebhookPayload, payloads } from './payloads.js';
 import { createPrRepo, type PrRepo } from './prRepo.js';
@@ -161,6 +162,15 @@ export async function tickUntil(
 
 export async function jobDirsOf(h: Harness): Promise<string[]> {
   return await h.deps.jobdirs.prJobDirs(OWNER, REPO, PR);
+}
+
+/** Let every job waiting for its `go` file (WAITING_BOT) end. */
+export async function releaseWaitingJobs(h: Harness): Promise<void> {
+  for (const dir of await jobDirsOf(h)) letGo(dir);
+}
+
+export function letGo(jobDir: string): void {
+  if (existsSync(workTreeOf(jobDir))) writeFileSync(path.join(workTreeOf(jobDir), 'go'), '');
 }
 
 export async function stageOf(dir: string): Promise<string | undefined> {

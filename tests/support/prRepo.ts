@@ -38,6 +38,15 @@ export const PASSING_BOT = {
     '#!/bin/bash\nprintf "[TEST]\\ncomment_description = :grin: SUCCESS tests passed\\nstatus = SUCCESS\\n" > "_bot_job${SLURM_JOB_ID}.test"\n',
 };
 
+/** PASSING_BOT whose build waits (at most a minute) for a file `go` in its work tree, so it is seen running. */
+export const WAITING_BOT = {
+  ...PASSING_BOT,
+  'bot/build.sh': PASSING_BOT['bot/build.sh'].replace(
+    '#!/bin/bash',
+    '#!/bin/bash\nfor i in $(seq 1 600); do [ -e go ] && break; sleep 0.1; done',
+  ),
+};
+
 export interface PrRepo {
   bare: string;
   headSha: string;

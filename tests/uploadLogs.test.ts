@@ -9,6 +9,7 @@ import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { ConfigError, parseConfig } from '../src/config/config.js';
 import type { JobData } from '../src/store/job.js';
 import { createUploader, deployArtefact, legacyAwsPath } from '../src/adapters/uploaders/index.js';
+import { DEPLOY_JOB } from './support/deployFixtures.js';
 import { S3RVER_CREDENTIALS, startS3Server, type S3TestServer } from './support/s3server.js';
 import { PASSING_BOT } from './support/prRepo.js';
 import { killAll } from './support/spawn.js';
@@ -34,26 +35,7 @@ const SECRET = 'site-webhook-secret-value-42';
 const TOKEN = `ghp_${'a1B2'.repeat(9)}`;
 const LOG = `== building\nexport WEBHOOK=${SECRET}\ncurl -H "Authorization: Bearer ${TOKEN}"\n== done\n`;
 
-const job: JobData = {
-  pr: { owner: 'EESSI', repo: 'software-layer', number: 42, installation_id: null },
-  instance: 'test-bot',
-  target: {
-    nodeType: 'zen4',
-    repoId: 'eessi.io-2023.06-software',
-    os: 'linux',
-    onArch: 'x86_64/amd/zen4',
-    forArch: 'x86_64/amd/zen4',
-    slurmParams: [],
-  },
-  exportVariables: [],
-  head_sha: 'a'.repeat(40),
-  base_sha: 'b'.repeat(40),
-  merge_sha: 'c'.repeat(40),
-  backend: 'local',
-  submit_id: 'sub-1',
-  job_id: '1234',
-  rows: [],
-};
+const job = DEPLOY_JOB;
 
 let dir: string;
 beforeAll(async () => {
@@ -69,6 +51,12 @@ async function workTreeWith(writeLog: (file: string) => Promise<void>): Promise<
   await fs.writeFile(path.join(tree, NAME), 'artefact bytes\n');
   await writeLog(path.join(tree, 'slurm-1234.out'));
   return tree;
+}
+
+/** The deploy input for NAME in `workTree`, with the job's log if given. */
+function artefactIn(workTree: string, log?: { name: string; secrets: string[] }) {
+  const outDir = path.join(workTree, '..', `${path.basename(workTree)}-deploy`);
+  return { name: NAME, workTree, outDir, job, repoId: job.target.repoId, ...(log ? { log } : {}) };
 }
 
 function siteYaml(deploy: string): { cfgDir: Promise<string>; yaml: string } {
@@ -92,14 +80,11 @@ describe('directory uploader', () => {
     const base = await cfgDir;
     const cfg = parseConfig(yaml, path.join(base, 'site.yaml'));
     const workTree = await workTreeWith((f) => fs.writeFile(f, LOG));
-    const r = await deployArtefact(cfg, await createUploader(cfg), {
-      name: NAME,
-      workTree,
-      outDir: path.join(workTree, '..', `${path.basename(workTree)}-deploy`),
-      job,
-      repoId: job.target.repoId,
-      log: { name: 'slurm-1234.out', secrets: [SECRET] },
-    });
+    const r = await deployArtefact(
+      cfg,
+      await createUploader(cfg),
+      artefactIn(workTree, { name: 'slurm-1234.out', secrets: [SECRET] }),
+    );
     expect(r).toMatchObject({ uploaded: true });
     expect(r.logProblem).toBeUndefined();
     const keys = r.objects.map((o) => o.key);
@@ -127,14 +112,11 @@ describe('directory uploader', () => {
       [async () => {}, 'slurm-1234.out does not exist'],
     ] as const) {
       const workTree = await workTreeWith(writeLog);
-      const r = await deployArtefact(cfg, uploader, {
-        name: NAME,
-        workTree,
-        outDir: path.join(workTree, '..', `${path.basename(workTree)}-deploy`),
-        job,
-        repoId: job.target.repoId,
-        log: { name: 'slurm-1234.out', secrets: [] },
-      });
+      const r = await deployArtefact(
+        cfg,
+        uploader,
+        artefactIn(workTree, { name: 'slurm-1234.out', secrets: [] }),
+      );
       expect(r).toMatchObject({ uploaded: true, logProblem: problem });
       expect(r.objects.map((o) => o.key)).not.toContain(`${LEGACY}/${NAME}.log`);
     }
@@ -146,13 +128,7 @@ describe('directory uploader', () => {
     const base = await cfgDir;
     const cfg = parseConfig(yaml, path.join(base, 'site.yaml'));
     const workTree = await workTreeWith((f) => fs.writeFile(f, LOG));
-    const r = await deployArtefact(cfg, await createUploader(cfg), {
-      name: NAME,
-      workTree,
-      outDir: path.join(workTree, '..', `${path.basename(workTree)}-deploy`),
-      job,
-      repoId: job.target.repoId,
-    });
+    const r = await deployArtefact(cfg, await createUploader(cfg), artefactIn(workTree));
     expect(r).toMatchObject({ uploaded: true });
     expect(await fs.readdir(path.join(base, 'jd', 'staging', LEGACY))).not.toContain(`${NAME}.log`);
   });
@@ -183,14 +159,11 @@ describe('s3 uploader', () => {
     const workTree = await workTreeWith((f) => fs.writeFile(f, LOG));
     const before = s3.created.length;
     const uploader = await createUploader(cfg, { s3: { clientConfig: { credentials: S3RVER_CREDENTIALS } } });
-    const r = await deployArtefact(cfg, uploader, {
-      name: NAME,
-      workTree,
-      outDir: path.join(workTree, '..', `${path.basename(workTree)}-deploy`),
-      job,
-      repoId: job.target.repoId,
-      log: { name: 'slurm-1234.out', secrets: [SECRET] },
-    });
+    const r = await deployArtefact(
+      cfg,
+      uploader,
+      artefactIn(workTree, { name: 'slurm-1234.out', secrets: [SECRET] }),
+    );
     expect(r).toMatchObject({ uploaded: true });
     expect(s3.created.slice(before)).toEqual([
       `staging/pr/42/${NAME}`,

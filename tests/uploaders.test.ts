@@ -9,7 +9,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { parseConfig } from '../src/config/config.js';
-import type { JobData } from '../src/store/job.js';
 import { provenancePath, sha256File } from '../src/domain/provenance.js';
 import { verifyFile } from '../src/adapters/signing.js';
 import {
@@ -22,6 +21,7 @@ import {
   type UploadItem,
 } from '../src/adapters/uploaders/index.js';
 import { createS3Uploader } from '../src/adapters/uploaders/s3.js';
+import { DEPLOY_JOB } from './support/deployFixtures.js';
 import { S3RVER_CREDENTIALS, startS3Server, type S3TestServer } from './support/s3server.js';
 
 // The SDK's notice that Node 20 support ends is not news in test output.
@@ -64,28 +64,6 @@ async function makeItem(name = NAME, overrides: Partial<UploadItem> = {}): Promi
     ...overrides,
   };
 }
-
-/** A build job's state, for deployArtefact's provenance. */
-const deployJob: JobData = {
-  pr: { owner: 'EESSI', repo: 'software-layer', number: 42, installation_id: null },
-  instance: 'test-bot',
-  target: {
-    nodeType: 'zen4',
-    repoId: 'eessi.io-2023.06-software',
-    os: 'linux',
-    onArch: 'x86_64/amd/zen4',
-    forArch: 'x86_64/amd/zen4',
-    slurmParams: [],
-  },
-  exportVariables: [],
-  head_sha: 'a'.repeat(40),
-  base_sha: 'b'.repeat(40),
-  merge_sha: 'c'.repeat(40),
-  backend: 'local',
-  submit_id: 'sub-1',
-  job_id: '1234',
-  rows: [],
-};
 
 describe('destinations', () => {
   test('legacy_aws_path as the EESSI script computes it, for .tar.gz and .tar.zst', () => {
@@ -317,7 +295,7 @@ describe('s3 uploader', () => {
     const outDir = path.join(workTree, '..', `${path.basename(workTree)}-deploy`);
     const before = s3.created.length;
     const uploader = await createUploader(cfg, { s3: { clientConfig: clientConfig() } });
-    const input = { workTree, outDir, job: deployJob, repoId: 'r' };
+    const input = { workTree, outDir, job: DEPLOY_JOB, repoId: 'r' };
     expect(await deployArtefact(cfg, uploader, { ...input, name: 'soft.tar.gz' })).toMatchObject({
       uploaded: false,
       reason: 'soft.tar.gz is a symbolic link',
@@ -490,7 +468,7 @@ describe('script uploader', () => {
 });
 
 describe('deployArtefact', () => {
-  const job = deployJob;
+  const job = DEPLOY_JOB;
 
   test('signs the artefact, provenance and metadata, and stages all six files', async () => {
     const keyDir = await fs.mkdtemp(path.join(dir, 'keys-'));

@@ -1,5 +1,4 @@
 /** Build jobs against the real single-node Slurm: the full cycle, failures, cancel, timeout, handovers, crashes. */
-import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { JobData } from '../../src/store/job.js';
@@ -7,9 +6,9 @@ import { workTreeOf } from '../../src/store/workTree.js';
 import { runTick } from '../../src/poller.js';
 import { cancelJob } from '../../src/stages/job.js';
 import { readState } from '../../src/store/state.js';
-import { ROOT } from '../support/spawn.js';
+import { runCli } from '../support/spawn.js';
 import { PASSING_BOT } from '../support/prRepo.js';
-import { describeSlurm, pollUntil, slurm } from '../support/slurm.js';
+import { describeSlurm, jobsRunIn, pollUntil, slurm } from '../support/slurm.js';
 import { payloads } from '../support/payloads.js';
 import {
   INSTALLATION,
@@ -233,46 +232,14 @@ describeSlurm('Slurm build jobs', () => {
     // submits it and dies right after sbatch, before the job id is saved.
     await tickUntil(h, stageIs('prepared'));
     const dir = await onlyJob();
-    const code = await new Promise<number | null>((resolve) => {
-      const child = spawn(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          path.join(ROOT, 'src/cli/main.ts'),
-          'poll',
-          '--once',
-          '--config',
-          h.config.source,
-        ],
-        {
-          env: { ...process.env, HARNESS_GITHUB_TOKEN: 'ghp_harness', HPCBOT_CRASH_POINT: 'after-submit' },
-          stdio: 'ignore',
-        },
-      );
-      child.on('exit', (c, signal) => resolve(signal === 'SIGKILL' ? -9 : c));
+    const crashed = await runCli(['poll', '--once', '--config', h.config.source], {
+      env: { HARNESS_GITHUB_TOKEN: 'ghp_harness', HPCBOT_CRASH_POINT: 'after-submit' },
     });
-    expect(code).toBe(-9);
+    expect(crashed.signal).toBe('SIGKILL');
     expect((await stateOf<JobData>(dir)).data.job_id).toBeUndefined();
     expect(await stageOf(dir)).toBe('submitting');
     await tickUntil(h, stageIs('finished'), 90_000, 500);
-    // sacct learns about a job a few seconds late; wait until it lists this job dir at all.
-    const mine = await pollUntil(
-      async () => {
-        const byDir = await slurm('sacct', [
-          '--noheader',
-          '--parsable2',
-          '-X',
-          `--name=hpcbot-t${process.pid}-test`,
-          '-S',
-          'now-1hour',
-          '-o',
-          'JobID,WorkDir',
-        ]);
-        return byDir.split('\n').filter((l) => l.endsWith(`|${workTreeOf(dir)}`));
-      },
-      (lines) => lines.length > 0,
-    );
+    const mine = await jobsRunIn(`hpcbot-t${process.pid}-test`, workTreeOf(dir));
     expect(mine).toHaveLength(1);
     expect(mine[0]!.split('|')[0]).toBe((await stateOf<JobData>(dir)).data.job_id);
   }, 120_000);

@@ -7,16 +7,15 @@
  * exit status, so final jobs are FINISHED here; the exit-status mapping is tested on the fixtures of
  * tests/pbsParse.test.ts.
  */
-import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { JobData } from '../../src/store/job.js';
 import { workTreeOf } from '../../src/store/workTree.js';
 import { runTick } from '../../src/poller.js';
 import { readState } from '../../src/store/state.js';
-import { ROOT } from '../support/spawn.js';
+import { runCli } from '../support/spawn.js';
 import { PASSING_BOT } from '../support/prRepo.js';
-import { describeSlurm, pollUntil, slurm } from '../support/slurm.js';
+import { describeSlurm, jobsRunIn, pollUntil, slurm } from '../support/slurm.js';
 import {
   jobDirsOf,
   openPr,
@@ -186,45 +185,14 @@ describeSlurm('PBS backend through the Torque front ends of Slurm', () => {
     await storeComment(h, 'bot: build for:arch=zen4');
     await tickUntil(h, stageIs('prepared'));
     const dir = await onlyJob();
-    const code = await new Promise<number | null>((resolve) => {
-      const child = spawn(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          path.join(ROOT, 'src/cli/main.ts'),
-          'poll',
-          '--once',
-          '--config',
-          h.config.source,
-        ],
-        {
-          env: { ...process.env, HARNESS_GITHUB_TOKEN: 'ghp_harness', HPCBOT_CRASH_POINT: 'after-submit' },
-          stdio: 'ignore',
-        },
-      );
-      child.on('exit', (c, signal) => resolve(signal === 'SIGKILL' ? -9 : c));
+    const crashed = await runCli(['poll', '--once', '--config', h.config.source], {
+      env: { HARNESS_GITHUB_TOKEN: 'ghp_harness', HPCBOT_CRASH_POINT: 'after-submit' },
     });
-    expect(code).toBe(-9);
+    expect(crashed.signal).toBe('SIGKILL');
     expect((await stateOf<JobData>(dir)).data.job_id).toBeUndefined();
     expect(await stageOf(dir)).toBe('submitting');
     await tickUntil(h, stageIs('finished'), 90_000, 500);
-    const mine = await pollUntil(
-      async () => {
-        const byDir = await slurm('sacct', [
-          '--noheader',
-          '--parsable2',
-          '-X',
-          `--name=${NAME}-test`,
-          '-S',
-          'now-1hour',
-          '-o',
-          'JobID,WorkDir',
-        ]);
-        return byDir.split('\n').filter((l) => l.endsWith(`|${workTreeOf(dir)}`));
-      },
-      (lines) => lines.length > 0,
-    );
+    const mine = await jobsRunIn(`${NAME}-test`, workTreeOf(dir));
     expect(mine).toHaveLength(1);
     expect(mine[0]!.split('|')[0]).toBe((await stateOf<JobData>(dir)).data.job_id);
   }, 120_000);

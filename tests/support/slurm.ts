@@ -152,6 +152,29 @@ export async function pollUntil<T>(
   }
 }
 
+/**
+ * The accounting lines (`JobID|WorkDir`) of the jobs named `name` that ran in `workDir` in the last
+ * hour. sacct learns about a job a few seconds late, so this waits until it lists the dir at all.
+ */
+export async function jobsRunIn(name: string, workDir: string): Promise<string[]> {
+  return pollUntil(
+    async () => {
+      const out = await slurm('sacct', [
+        '--noheader',
+        '--parsable2',
+        '-X',
+        `--name=${name}`,
+        '-S',
+        'now-1hour',
+        '-o',
+        'JobID,WorkDir',
+      ]);
+      return out.split('\n').filter((l) => l.endsWith(`|${workDir}`));
+    },
+    (lines) => lines.length > 0,
+  );
+}
+
 /** Cancel jobs that may still be queued or running (test cleanup); unknown ids are ignored. */
 export async function scancelQuietly(ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;

@@ -93,10 +93,10 @@ export function spawnCli(
 export async function runCli(
   args: string[],
   opts: { env?: Record<string, string> } = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
   const child = spawnCli(args, opts);
-  const { code } = await child.exited;
-  return { code, stdout: child.stdout(), stderr: child.stderr() };
+  const { code, signal } = await child.exited;
+  return { code, signal, stdout: child.stdout(), stderr: child.stderr() };
 }
 
 /** SIGKILL every child started here that is still running. */

@@ -20,8 +20,7 @@ import {
   selfUpdate,
 } from '../src/selfUpdate/release.js';
 import { locate } from '../src/cli/status.js';
-import { classifyEvent, storeEvent } from '../src/ingest/eventStore.js';
-import { ensureSamplePr, samplePayload } from '../src/ingest/sampleEvent.js';
+import { ensureSamplePr, storeSampleComment } from '../src/ingest/sampleEvent.js';
 import { JobDirs } from '../src/store/jobdirs.js';
 import { readState } from '../src/store/state.js';
 import { renderOverview } from '../src/ui/html.js';
@@ -92,22 +91,7 @@ async function storeSampleHelp(): Promise<string> {
   const jobdirs = new JobDirs(config.jobdirs);
   await jobdirs.ensureBaseDirs();
   await ensureSamplePr(config);
-  const payload = samplePayload('bot: help');
-  const where = classifyEvent('issue_comment', payload);
-  if (!('store' in where) || !where.store) throw new Error('not stored');
-  const { eventDir } = await storeEvent(jobdirs, {
-    delivery: `pending-${Date.now()}`,
-    event: 'issue_comment',
-    rawBody: JSON.stringify(payload),
-    action: 'created',
-    installationId: null,
-    headers: {},
-    owner: where.owner,
-    repo: where.repo,
-    scope: where.scope,
-    receivedAt: new Date(),
-  });
-  return eventDir;
+  return await storeSampleComment(jobdirs, 'bot: help', `pending-${Date.now()}`);
 }
 const versionOfCurrent = () => readFileSync(path.join(u().dir, 'current', 'VERSION'), 'utf8');
 

@@ -19,8 +19,7 @@ import YAML from 'yaml';
 import { git } from '../adapters/git.js';
 import { run } from '../adapters/process.js';
 import { loadConfig, type Config } from '../config/config.js';
-import { classifyEvent, storeEvent } from '../ingest/eventStore.js';
-import { ensureSamplePr, samplePayload } from '../ingest/sampleEvent.js';
+import { ensureSamplePr, storeSampleComment } from '../ingest/sampleEvent.js';
 import type { Logger } from '../log.js';
 import { fsyncDir, mkdirDurable } from '../store/fsutil.js';
 import { JobDirs } from '../store/jobdirs.js';
@@ -212,21 +211,7 @@ export async function verifyRelease(config: Config, release: string): Promise<vo
     const jobdirs = new JobDirs(scratchConfig.jobdirs);
     await jobdirs.ensureBaseDirs();
     await ensureSamplePr(scratchConfig);
-    const payload = samplePayload('bot: help');
-    const where = classifyEvent('issue_comment', payload);
-    if (!('store' in where) || !where.store) throw new SelfUpdateError('the sample event is not stored');
-    const { eventDir } = await storeEvent(jobdirs, {
-      delivery: `smoke-${randomUUID()}`,
-      event: 'issue_comment',
-      rawBody: JSON.stringify(payload),
-      action: 'created',
-      installationId: null,
-      headers: {},
-      owner: where.owner,
-      repo: where.repo,
-      scope: where.scope,
-      receivedAt: new Date(),
-    });
+    const eventDir = await storeSampleComment(jobdirs, 'bot: help', `smoke-${randomUUID()}`);
     await step('smoke test (poll --once)', ['poll', '--once', '--config', site]);
     const stage = (await readState(eventDir))?.stage;
     if (stage !== 'done')

@@ -25,10 +25,12 @@ job_group=$(id -gn "$job_user")
 if [[ "$bot_user" != root ]]; then usermod -a -G "$job_group" "$bot_user"; fi
 
 rule="/etc/sudoers.d/hpcbot-$job_user"
+# The rule of the README ("backend.run_as"), with this machine's paths.
+cmd() { command -v "$1" || echo "/usr/bin/$1"; }
 tmp=$(mktemp)
 cat >"$tmp" <<RULE
 # hpc-build-bot: $bot_user starts, releases and cancels jobs as $job_user, and nothing else.
-$bot_user ALL=($job_user) NOPASSWD: $(command -v sbatch || echo /usr/bin/sbatch), $(command -v scancel || echo /usr/bin/scancel), $(command -v scontrol || echo /usr/bin/scontrol) release *, $runner
+$bot_user ALL=($job_user) NOPASSWD: $(cmd sbatch), $(cmd scancel), $(cmd scontrol) release *, $(cmd qsub), $(cmd qrls), $(cmd qdel), $runner
 RULE
 visudo -cq -f "$tmp"
 install -m 0440 "$tmp" "$rule"

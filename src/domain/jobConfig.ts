@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { SiteConfig } from '../config/config.js';
 import type { ExportVariable } from './commands.js';
-import { writeFileAtomic } from '../store/fsutil.js';
+import { freshTreeDir, treeDir, writeTreeFile } from '../store/workTree.js';
 import { parseIni, renderIni, type IniSections } from './ini.js';
 import type { BuildTarget } from './targets.js';
 
@@ -52,7 +52,12 @@ export function renderExportVars(vars: ExportVariable[]): string {
   return vars.map((v) => `export ${v.name}='${v.value.replace(/'/g, `'\\''`)}'\n`).join('');
 }
 
-/** Writes `cfg/` into `dir`; `finalDir` is where the tree will be when the job runs (job.cfg names it). */
+/**
+ * Writes `cfg/` into `dir` (the checkout); `finalDir` is where the tree will be when the job runs
+ * (job.cfg names it). Whatever the PR committed at `cfg` (a directory, a file, a symbolic link to a
+ * directory outside the tree) is removed first: `cfg/` is the bot's, and no write here follows a link
+ * (see writeTreeFile).
+ */
 export async function writeJobCfg(
   dir: string,
   finalDir: string,
@@ -60,11 +65,8 @@ export async function writeJobCfg(
   target: BuildTarget,
   vars: ExportVariable[],
 ) {
-  const cfgDir = path.join(dir, 'cfg');
-  await fs.mkdir(cfgDir, { recursive: true });
   let repo: Record<string, string> = {};
   if (build.repos_cfg_dir) {
-    await fs.cp(build.repos_cfg_dir, cfgDir, { recursive: true });
     const reposCfg = await fs.readFile(path.join(build.repos_cfg_dir, 'repos.cfg'), 'utf8').catch(() => '');
     repo = parseIni(reposCfg)[target.repoId] ?? {};
   }
@@ -73,9 +75,26 @@ export async function writeJobCfg(
       `repository ${target.repoId} has no section in ${build.repos_cfg_dir ?? '(build.repos_cfg_dir is not set)'}/repos.cfg`,
     );
   }
-  await writeFileAtomic(
-    path.join(cfgDir, 'job.cfg'),
+  await freshTreeDir(dir, 'cfg');
+  if (build.repos_cfg_dir) await copySiteDir(build.repos_cfg_dir, dir, 'cfg');
+  await writeTreeFile(
+    dir,
+    'cfg/job.cfg',
     renderJobCfg(build.site_config, target, path.join(finalDir, 'cfg'), repo),
   );
-  if (vars.length > 0) await writeFileAtomic(path.join(cfgDir, 'export_vars.sh'), renderExportVars(vars));
+  if (vars.length > 0) await writeTreeFile(dir, 'cfg/export_vars.sh', renderExportVars(vars));
+}
+
+/** Copy the site's directory `from` (trusted) to `name` in the tree, file by file through writeTreeFile. */
+async function copySiteDir(from: string, tree: string, name: string): Promise<void> {
+  for (const entry of await fs.readdir(from)) {
+    const source = path.join(from, entry);
+    const st = await fs.stat(source);
+    if (st.isDirectory()) {
+      await treeDir(tree, `${name}/${entry}`, st.mode & 0o777);
+      await copySiteDir(source, tree, `${name}/${entry}`);
+    } else if (st.isFile()) {
+      await writeTreeFile(tree, `${name}/${entry}`, await fs.readFile(source), st.mode & 0o777);
+    }
+  }
 }

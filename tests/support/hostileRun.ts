@@ -6,6 +6,8 @@
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Config } from '../../src/config/config.js';
+import { checkSite } from '../../src/config/siteCheck.js';
 import type { JobData } from '../../src/store/job.js';
 import { workTreeOf } from '../../src/store/workTree.js';
 import { hostileBot, makeSecrets, secretsYaml } from './hostilePr.js';
@@ -76,11 +78,34 @@ export async function runHostileBuild(
   let h: Harness | undefined;
   try {
     const secrets = makeSecrets(mkdtempSync(path.join(os.tmpdir(), 'hpcbot-secrets-')));
-    h = await startHarness(secretsYaml(secrets), backendYaml);
-    chmodSync(h.root, 0o755); // the job user must reach jobdirs; mkdtemp made it 700
+    // In the bot's environment before the backend is made (it takes the job's environment from it):
+    // a token, a marker, an agent and an askpass program, none of which may reach the job.
     process.env.HPCBOT_TEST_ENV_MARKER = secrets.envMarker;
+    process.env.HARNESS_GITHUB_TOKEN = 'ghp_harness';
     process.env.SSH_AUTH_SOCK = '/tmp/hpcbot-test-agent.sock';
     process.env.GIT_ASKPASS = '/bin/echo';
+    h = await startHarness(secretsYaml(secrets), backendYaml);
+    chmodSync(h.root, 0o755); // the job user must reach jobdirs; mkdtemp made it 700
+    // The placement is one config check accepts for these secrets as the bot's webhook secret, App key
+    // and signing key (the harness authenticates with a token; the signing key is used for the deploy).
+    const withSecrets: Config = {
+      ...h.config,
+      github: {
+        ...h.config.github,
+        webhook_secret_env: 'HPCBOT_TEST_UNSET_WEBHOOK_SECRET',
+        webhook_secret_file: secrets.webhookSecret,
+        app_id: 1,
+        private_key_file: secrets.appKey,
+      },
+    };
+    const placement = await checkSite(withSecrets, { PATH: process.env.PATH });
+    expect(
+      placement.errors.filter((e) =>
+        ['github.webhook_secret_file', 'github.private_key_file', 'deploy.signing.key_file'].includes(
+          e.keyPath,
+        ),
+      ),
+    ).toEqual([]);
 
     const other = createPrRepo(h.gitRoot, OWNER, OTHER_REPO, OTHER_PR, PASSING_BOT);
     h.fake.addPullRequest(OWNER, OTHER_REPO, {
@@ -119,7 +144,12 @@ export async function runHostileBuild(
     for (const leak of ['leak-sym.tar.gz', 'leak-hard2.tar.gz'])
       expect(jobComment).toContain(`|not uploaded|transfer of \`${leak}\` not done`);
 
-    if (opts.expectLeaks) return { report, h };
+    if (opts.expectLeaks) {
+      // The control: the same reads succeed when the job is the bot, so each check above can fail.
+      for (const name of ['read-webhook-secret', 'read-app-key', 'read-signing-key', 'read-poller-environ'])
+        expect(report).toMatch(new RegExp(`^${name}: LEAKED`, 'm'));
+      return { report, h };
+    }
 
     const lines = report.trim().split('\n');
     expect(lines.filter((l) => !l.endsWith(': denied'))).toEqual([]);
@@ -127,8 +157,8 @@ export async function runHostileBuild(
       'read-webhook-secret',
       'read-app-key',
       'read-signing-key',
-      'list-secrets-dir',
       'read-poller-environ',
+      'find-marker-in-any-environ',
       'forge-event-dir',
       'forge-queue-entry',
       'edit-own-state',
@@ -147,7 +177,8 @@ export async function runHostileBuild(
     // Nothing of the bot's environment reached the job.
     const env = readFileSync(path.join(tree, 'job-env.txt'), 'utf8');
     expect(env).not.toContain(secrets.envMarker);
-    expect(env).not.toMatch(/^(SSH_AUTH_SOCK|GIT_ASKPASS|HARNESS_GITHUB_TOKEN)=/m);
+    expect(env).not.toMatch(/^(SSH_AUTH_SOCK|GIT_ASKPASS|HARNESS_GITHUB_TOKEN|HPCBOT_TEST_ENV_MARKER)=/m);
+    expect(env).not.toContain('ghp_harness');
     expect(env).not.toMatch(new RegExp(`^HOME=${saved.HOME ?? '/root'}$`, 'm'));
     expect(env).toMatch(/^USER=hpcbot-job$/m);
     return { report, h };

@@ -4,13 +4,17 @@
  * and is skipped with a loud warning elsewhere, like the Slurm tests.
  */
 import { execFileSync } from 'node:child_process';
+import { LOCAL_RUNNER } from '../../src/adapters/jobScripts.js';
 
 export const JOB_USER = 'hpcbot-job';
 
 function jobUserMissing(): string | undefined {
   try {
     execFileSync('id', ['-u', JOB_USER], { stdio: 'pipe' });
-    execFileSync('sudo', ['-n', '-u', JOB_USER, '--', '/bin/true'], { stdio: 'pipe' });
+    // What the sudoers rule allows (README, "backend.run_as"): the local runner, asked, not run.
+    execFileSync('sudo', ['-n', '-l', '-u', JOB_USER, '--', LOCAL_RUNNER, '1', 'job-script'], {
+      stdio: 'pipe',
+    });
     return undefined;
   } catch (err) {
     return (err as Error).message.split('\n')[0];

@@ -11,10 +11,12 @@
  * repeated spawn after a crash a no-op, so a job never runs twice.
  */
 import { spawn } from 'node:child_process';
-import { openSync, closeSync, promises as fs } from 'node:fs';
+import { closeSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { createFileExclusive, mkdirDurable, readJsonIfExists, writeFileAtomic } from '../../store/fsutil.js';
 import { crashPoint } from '../../store/crashPoint.js';
+import { openJobFile, readHead } from '../../store/jobFile.js';
+import { openTreeOutputSync } from '../../store/workTree.js';
 import type { JobAccount } from '../jobUser.js';
 import { LOCAL_RUNNER } from '../jobScripts.js';
 import { pidAlive, run } from '../process.js';
@@ -31,6 +33,9 @@ interface LocalJobRecord {
 
 /** How long a spawned runner may take to write its start marker before the job counts as failed to start. */
 const START_GRACE_MS = 30_000;
+
+/** The markers hold a pid and pgid, or an exit status: anything longer is not the runner's. */
+const MARKER_LIMIT = 64;
 
 export class LocalBackend implements Backend {
   readonly kind = 'local' as const;
@@ -98,7 +103,8 @@ export class LocalBackend implements Backend {
   }
 
   private spawnRunner(jobId: string, rec: LocalJobRecord): void {
-    const out = openSync(path.join(rec.work_tree, `slurm-${jobId}.out`), 'a', 0o660);
+    // The PR may have committed `slurm-<id>.out` as a link (to the bot's state.json, say): never followed.
+    const out = openTreeOutputSync(rec.work_tree, `slurm-${jobId}.out`);
     try {
       const [command, args] = this.account.argv(LOCAL_RUNNER, [jobId, rec.script]);
       const child = spawn(command, args, {
@@ -114,20 +120,40 @@ export class LocalBackend implements Backend {
     }
   }
 
-  /** What the runner has written into the work tree so far. */
+  /**
+   * What the runner has written into the work tree so far. The markers are in the job's tree, so the job
+   * can replace them: they are read through openJobFile (no links, no fifos, regular files only) and
+   * only their first bytes. A marker that is there but not a plain file is `tampered`.
+   */
   private async progress(jobId: string, rec: LocalJobRecord) {
-    const read = (suffix: string) =>
-      fs
-        .readFile(path.join(rec.work_tree, `.hpcbot-local-${jobId}.${suffix}`), 'utf8')
-        .catch(() => undefined);
-    const marker = await read('started');
+    const read = async (suffix: string) => {
+      const opened = await openJobFile(rec.work_tree, `.hpcbot-local-${jobId}.${suffix}`);
+      if (!opened.ok)
+        return opened.missing ? { text: undefined } : { text: undefined, tampered: opened.reason };
+      try {
+        return { text: (await readHead(opened.handle, MARKER_LIMIT)).toString('utf8') };
+      } finally {
+        await opened.handle.close();
+      }
+    };
+    const started = await read('started');
     const exit = await read('exit');
+    const marker = started.text;
     const [pid, pgid] = (marker ?? '').trim().split(/\s+/).map(Number);
+    const exitText = exit.text?.trim();
     return {
-      marker: marker !== undefined,
+      marker: marker !== undefined || started.tampered !== undefined,
       alive: pid !== undefined && pid > 0 && pidAlive(pid),
       pgid: pgid && pgid > 1 ? pgid : undefined,
-      exit: exit === undefined || !/^\d+$/.test(exit.trim()) ? undefined : Number(exit.trim()),
+      exit: exitText === undefined || !/^\d{1,3}$/.test(exitText) ? undefined : Number(exitText),
+      tampered:
+        started.tampered !== undefined
+          ? `its start marker ${started.tampered}`
+          : exit.tampered !== undefined
+            ? `its exit status file ${exit.tampered}`
+            : exitText !== undefined && !/^\d{1,3}$/.test(exitText)
+              ? 'its exit status file does not hold a number'
+              : undefined,
     };
   }
 
@@ -167,6 +193,15 @@ export class LocalBackend implements Backend {
     if (p.exit !== undefined)
       return { jobId, state: p.exit === 0 ? 'COMPLETED' : 'FAILED', final: true, exitCode: `${p.exit}:0` };
     if (p.alive) return { jobId, state: 'RUNNING', final: false };
+    if (p.tampered)
+      // The job replaced the runner's files (a fifo, a link to /dev/zero): it ends, failed, saying so.
+      return {
+        jobId,
+        state: 'FAILED',
+        final: true,
+        exitCode: '0:0',
+        reason: `the job tampered with ${p.tampered}`,
+      };
     const startedAt = Date.parse(rec.started_at ?? rec.submitted_at);
     if (!p.marker && this.now() - startedAt < START_GRACE_MS)
       return { jobId, state: 'PENDING', final: false, reason: 'Starting' };

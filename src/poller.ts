@@ -76,7 +76,8 @@ type AnyWork = WorkDir<EventData> | WorkDir<JobData>;
 /**
  * One tick over `only` (operator runs) or over the whole pending-work index. Job directories
  * (tracking, submission) go first, then jobs to check out (at most CHECKOUT_CONCURRENCY pull requests
- * at once), events last, so that no flood of comments or checkouts delays a job.
+ * at once), then the job comments of the jobs advanced, events last, so that no flood of comments or
+ * checkouts delays a job or what the PR is told about it.
  * Within each group, `poller.concurrency` pull requests advance side by side, and the
  * directories of one pull request one after another, in index order. A command that acts on a job
  * pending in the same tick (cancel, supersede) therefore reaches it one tick later. Once the tick has
@@ -125,8 +126,8 @@ export async function runTick(deps: StageDeps, only?: string[]): Promise<TickRep
     return false;
   });
 
-  // Stage work first (jobs, then events), then what the PR is told about jobs: no comment, paced
-  // by GitHub's limits, ever holds up a submission.
+  // Stage the jobs first, then tell the PRs about them, then the events: no comment, paced by
+  // GitHub's limits, ever holds up a submission, and no reply holds up a job comment.
   const toPublish: Pending[] = [];
   const advance = async (p: Pending) => {
     if (p.entry.kind !== 'job' && tick.replies!.spent) {
@@ -162,8 +163,10 @@ export async function runTick(deps: StageDeps, only?: string[]): Promise<TickRep
   tick.slotJobs = once(() => readSlotJobs(tick));
   await inLanes(lanes(jobs.filter(toCheckOut)), CHECKOUT_CONCURRENCY, advance);
   delete tick.slotJobs; // events (cancels) change the picture
-  await inLanes(lanes(changed.filter((p) => p.entry.kind !== 'job')), config.poller.concurrency, advance);
+  // What the PRs are told about their jobs, before any reply: replies are paced (one new comment per
+  // 3 s) and may take up to `max_replies_per_tick` of those, which job updates must not wait behind.
   await inLanes(lanes(toPublish), config.poller.concurrency, publish);
+  await inLanes(lanes(changed.filter((p) => p.entry.kind !== 'job')), config.poller.concurrency, advance);
   report.young = countYoung(nextCache.values(), now());
   const cacheChanged = nextCache.size !== cache.size || [...nextCache].some(([k, v]) => cache.get(k) !== v);
   if (!only && cacheChanged) {

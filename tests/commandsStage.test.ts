@@ -265,3 +265,44 @@ describe('a broken labels.default_build_command', () => {
     });
   });
 });
+
+describe('bot: status shows why a job ended early', () => {
+  test('a job cancelled before submission: its row is worded, and the status table says by whom', async () => {
+    await storeComment(h, 'bot: build for:arch=zen4');
+    await storeComment(h, 'bot: cancel');
+    await runTick(h.deps); // the job is prepared, and the cancel reaches it
+    await runTick(h.deps); // the job ends, before it was submitted
+    const [job] = await jobDirsOf(h);
+    const js = (await readState<JobData>(job!))!;
+    expect(js.stage).toBe('cancelled');
+    expect(js.data.rows.map((r) => r.comment)).toEqual([
+      `cancelled before submission by \`${REVIEWER}\` (\`bot: cancel\`)`,
+    ]);
+
+    const asked = await storeComment(h, 'bot: status');
+    await runTick(h.deps);
+    const answer = postedBodies().find((b) => b.endsWith(marker(asked)));
+    expect(answer).toContain(`|cancelled (by \`${REVIEWER}\`)|\`${path.normalize(rel(job!))}\`|`);
+  });
+});
+
+describe('permissions.cancel_own_jobs', () => {
+  test('a flood of `bot: cancel` from someone without permission and without jobs: one reply per PR and hour', async () => {
+    h.deps.config.permissions.cancel_own_jobs = true;
+    const flood: string[] = [];
+    for (let i = 0; i < 5; i++) flood.push(await storeComment(h, 'bot: cancel', 'mallory'));
+    await runTick(h.deps);
+    await runTick(h.deps);
+    const bodies = postedBodies();
+    expect(bodies).toHaveLength(1);
+    expect(bodies[0]).toContain('no active jobs of `mallory` matched, nothing was cancelled');
+    expect(bodies[0]!.endsWith(marker(flood[0]!))).toBe(true);
+    for (const dir of flood.slice(1)) {
+      const s = (await readState<EventData>(dir))!;
+      expect(s.stage).toBe('ignored');
+      expect(s.history.at(-1)!.note).toMatch(
+        /^mallory may cancel only their own jobs, had none, and was told so at /,
+      );
+    }
+  });
+});

@@ -198,7 +198,7 @@ describe('valid configs', () => {
       schedule: '*/10 * * * * *',
       max_attempts: 10,
       concurrency: 4,
-      max_replies_per_tick: 20,
+      max_replies_per_tick: 3,
     });
     expect(cfg.chatlevel).toBe('basic');
     expect(cfg.permissions).toEqual({ command: [], build: [], deploy: [], cancel_own_jobs: false });

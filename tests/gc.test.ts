@@ -266,3 +266,46 @@ test('delivery claims stay for the redelivery window whatever --older-than says'
   expect(r.removed.map((x) => x.path)).toEqual([outside]);
   expect(existsSync(inside)).toBe(true);
 });
+
+test('the trash of a PR that was closed and then reopened stays while it is open; other PRs of that trash day go', async () => {
+  const { config } = setUp();
+  const root = config.jobdirs;
+  await new JobDirs(root).ensureBaseDirs();
+  // PR 5 was closed (its dirs went to the trash 40 days ago) and reopened: its new dirs hold the reopen.
+  await makeEvent(root, 'repo', {
+    scope: 'pr_5',
+    name: 'reopen',
+    stage: 'done',
+    at: OLD,
+    prAction: 'reopened',
+  });
+  // PR 6 was closed the same day and stays closed (no dirs outside the trash).
+  const day = path.join(root, 'trash', 'org', 'repo', '2026.10.01');
+  const trashed = (pr: string) => {
+    const event = path.join(day, '2026.09', pr, 'event_close');
+    mkdirSync(event, { recursive: true });
+    writeFileSync(path.join(event, 'payload-bytes'), 'z'.repeat(700));
+    return event;
+  };
+  const reopened = trashed('pr_5');
+  const reopenedAgain = trashed('pr_5.1'); // a second move of the same PR on that day
+  const closed = trashed('pr_6');
+  for (const e of [reopened, reopenedAgain, closed]) await writeState(e, newState('event', 'done', {}, OLD));
+
+  const r = await collectGarbage(config, 30 * DAY, false, NOW);
+  expect(r.removed.map((x) => x.path)).toEqual([path.dirname(closed)]);
+  expect(existsSync(reopened)).toBe(true);
+  expect(existsSync(reopenedAgain)).toBe(true);
+  expect(existsSync(closed)).toBe(false);
+
+  // Closed again: now nothing of PR 5 is open, and its old trash goes.
+  await makeEvent(root, 'repo', {
+    scope: 'pr_5',
+    name: 'reclose',
+    stage: 'done',
+    at: RECENT,
+    prAction: 'closed',
+  });
+  const again = await collectGarbage(config, 30 * DAY, false, NOW);
+  expect(again.removed.map((x) => x.path)).toEqual([day]);
+});

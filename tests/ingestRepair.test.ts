@@ -105,6 +105,7 @@ test('on start the server builds what its journal holds, queues built event dirs
   expect(await jobdirs.isQueued(retiredDir!)).toBe(true); // this start queued it, before listening
   await sendAndDie(url, claimed, server);
   expect(await exists(claimOf(claimed))).toBe(true);
+  expect((await fs.stat(claimOf(claimed))).mode & 0o777).toBe(0o600); // claimed, not yet published
   expect(await dirOf(claimed)).toEqual([]);
   expect((await incoming()).length).toBe(1);
   expect(await journaled()).toEqual([claimed.delivery]);
@@ -119,13 +120,15 @@ test('on start the server builds what its journal holds, queues built event dirs
     { kind: 'pr', number: 7 },
     orphan.delivery,
   );
-  await fs.writeFile(claimOf(orphan), jobdirs.relative(nowhere) + '\n');
+  // Claims are created private (0600) and made readable once their event dir is in place.
+  await fs.writeFile(claimOf(orphan), jobdirs.relative(nowhere) + '\n', { mode: 0o600 });
 
   server = await startServer(configFile, port);
   const [queuedDir] = await dirOf(queued);
   const [claimedDir] = await dirOf(claimed);
   expect(claimedDir).toBeDefined();
   expect(jobdirs.resolve((await fs.readFile(claimOf(claimed), 'utf8')).trim())).toBe(claimedDir);
+  expect((await fs.stat(claimOf(claimed))).mode & 0o777).toBe(0o644); // published
   expect((await jobdirs.pending()).sort()).toEqual([retiredDir!, queuedDir!, claimedDir!].sort());
   expect(await exists(claimOf(orphan))).toBe(false);
   expect(await incoming()).toEqual([]);

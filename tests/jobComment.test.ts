@@ -8,11 +8,19 @@ import path from 'node:path';
 import { siteSchema, type Config } from '../src/config/config.js';
 import { parseIni } from '../src/domain/ini.js';
 import type { JobData } from '../src/store/job.js';
-import { cancelReasonText, finalState, jobTimeLimit, type FinalRow } from '../src/domain/jobComment.js';
+import {
+  cancelReasonText,
+  cancelledBeforeSubmissionText,
+  endedEarlyReason,
+  finalState,
+  jobTimeLimit,
+  type FinalRow,
+} from '../src/domain/jobComment.js';
+import { renderStatusTable } from '../src/stages/commands/status.js';
 import { monthDir } from '../src/store/jobdirs.js';
 import { runTick } from '../src/poller.js';
 import { interpretResult } from '../src/domain/resultFile.js';
-import { newState, readState, writeState } from '../src/store/state.js';
+import { newState, readState, writeState, type DirState } from '../src/store/state.js';
 import type { BuildTarget } from '../src/domain/targets.js';
 import type { Backend, JobObservation } from '../src/adapters/schedulers/types.js';
 import { INSTALLATION, OWNER, PR, REPO, startHarness, type Harness } from './support/botHarness.js';
@@ -403,3 +411,70 @@ test.each<[string, string, string | undefined, string, string]>([
     expect(await jobdirs.pending()).toEqual([]);
   },
 );
+
+describe('cancelled before submission', () => {
+  test('the row uses the words of every other cancellation, never the raw reason', () => {
+    const dir = '2026.05/acme/software/pr_7/event_b/run_000/zen4/eessi-test';
+    expect(cancelledBeforeSubmissionText(`superseded by ${dir}`)).toBe(
+      `cancelled before submission: superseded by the job in \`${dir}\``,
+    );
+    expect(cancelledBeforeSubmissionText('superseded by 0123456789abcdef')).toBe(
+      'cancelled before submission: superseded by the new push `0123456789abcdef`',
+    );
+    expect(cancelledBeforeSubmissionText('cancelled by alice')).toBe(
+      'cancelled before submission by `alice` (`bot: cancel`)',
+    );
+    expect(cancelledBeforeSubmissionText('PR closed')).toBe(
+      'cancelled before submission because the PR was closed',
+    );
+  });
+});
+
+describe('the status table says why a job ended early', () => {
+  test('endedEarlyReason: cancels by whom or what, and the scheduler ends in words', () => {
+    expect(endedEarlyReason('cancelled', { cancel_requested: 'cancelled by bob' })).toBe('by `bob`');
+    expect(endedEarlyReason('cancelled', { cancel_requested: 'superseded by 0123456789abcdef' })).toBe(
+      'superseded by the push `0123456789`',
+    );
+    expect(endedEarlyReason('cancelled', { cancel_requested: 'PR merged' })).toBe('the PR was merged');
+    expect(endedEarlyReason('cancelled', {})).toBe('outside the bot');
+    expect(endedEarlyReason('finished', { scheduler_state: 'TIMEOUT' })).toBe('timed out');
+    expect(endedEarlyReason('finished', { scheduler_state: 'OUT_OF_MEMORY' })).toBe('out of memory');
+    expect(endedEarlyReason('finished', { scheduler_state: 'NODE_FAIL' })).toBe('node failure');
+    expect(endedEarlyReason('finished', { scheduler_state: 'COMPLETED' })).toBeUndefined();
+    expect(endedEarlyReason('running', { scheduler_state: 'RUNNING' })).toBeUndefined();
+  });
+
+  test('renderStatusTable shows the reason next to the stage', () => {
+    const target = {
+      onArch: 'x86_64/amd/zen4',
+      forArch: 'x86_64/amd/zen4',
+      repoId: 'eessi-test',
+    } as unknown as JobData['target'];
+    const job = (stage: string, data: Partial<JobData>) => ({
+      dir: `2026.05/acme/software/pr_7/event_${stage}/run_000/zen4/eessi-test`,
+      state: {
+        kind: 'job',
+        stage,
+        attempts: 0,
+        history: [{ stage, at: '2026-05-01T00:00:00Z' }],
+        comments: {},
+        data: { target, rows: [], ...data },
+      } as unknown as DirState<JobData>,
+    });
+    const table = renderStatusTable(
+      [
+        job('cancelled', { cancel_requested: 'cancelled by bob' }),
+        job('finished', { scheduler_state: 'TIMEOUT' }),
+        job('finished', {
+          scheduler_state: 'COMPLETED',
+          result: { status: 'SUCCESS', description: '', artefacts: [] },
+        }),
+      ],
+      'test',
+    );
+    expect(table).toContain('|cancelled (by `bob`)|');
+    expect(table).toContain('|finished (timed out)|');
+    expect(table).toMatch(/\|:grin: SUCCESS\|2026-05-01T00:00:00Z\|finished\|/);
+  });
+});

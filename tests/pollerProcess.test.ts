@@ -6,10 +6,18 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { JobData } from '../src/store/job.js';
-import { storeEvent } from '../src/ingest/eventStore.js';
+import { classifyEvent, storeEvent } from '../src/ingest/eventStore.js';
 import { JobDirs } from '../src/store/jobdirs.js';
 import { readState, writeState, type DirState } from '../src/store/state.js';
 import type { EventData } from '../src/stages/event.js';
+import {
+  APP_ID,
+  OWNER as APP_OWNER,
+  PR,
+  REPO as APP_REPO,
+  commentPayload,
+  startAppSite,
+} from './support/appSite.js';
 import { FakeGitHub } from './support/fakeGithub.js';
 import { payloads } from './support/payloads.js';
 import { killAll, runCli, spawnCli, tempDir } from './support/spawn.js';
@@ -272,3 +280,91 @@ test('a flood of comments: one "no permission" reply per hour, and each tick wit
   }
   expect(await jobdirs.pending()).toEqual([]);
 }, 60_000); // two children, and real GitHub's pace: comments 3 s apart
+
+/** Names of the files under `dir` (two levels deep). */
+async function filesUnder(dir: string, depth = 2): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await fs.readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    out.push(e.name);
+    if (e.isDirectory() && depth > 1) out.push(...(await filesUnder(path.join(dir, e.name), depth - 1)));
+  }
+  return out;
+}
+
+test('paced as on GitHub: the finished job is reported before the replies of its tick, and each tick posts at most max_replies_per_tick (default 3)', async () => {
+  // The App site: a real PR repository, the local backend, the GitHub client with its real pacing
+  // (plugin-throttling on: new comments 3 s apart), and the default reply budget.
+  const site = await startAppSite('ingest:\n  mode: webhook\n');
+  try {
+    const jd = new JobDirs(site.jobdirs);
+    await jd.ensureBaseDirs();
+    const store = async (body: string, delivery: string) => {
+      const payload = commentPayload(body);
+      const where = classifyEvent('issue_comment', payload, { appId: APP_ID });
+      if (!('store' in where) || !where.store) throw new Error('not stored');
+      return (
+        await storeEvent(jd, {
+          delivery,
+          event: 'issue_comment',
+          rawBody: JSON.stringify(payload),
+          action: 'created',
+          installationId: 99,
+          headers: {},
+          owner: where.owner,
+          repo: where.repo,
+          scope: where.scope,
+          receivedAt: new Date(),
+        })
+      ).eventDir;
+    };
+    const pollOnce = () => runCli(['poll', '--config', site.siteYaml, '--once']);
+    const prComments = () => site.fake.commentsOf(APP_OWNER, APP_REPO, PR);
+    const isReply = (c: { method: string; path: string }) =>
+      c.method === 'POST' && c.path === `/repos/${APP_OWNER}/${APP_REPO}/issues/${PR}/comments`;
+
+    await store('bot: build for:arch=zen4', 'build-0');
+    expect(await pollOnce()).toMatchObject({ code: 0 }); // the command: a job is prepared
+    expect(await pollOnce()).toMatchObject({ code: 0 }); // checked out, started; its comment posted
+    const [job] = await jd.prJobDirs(APP_OWNER, APP_REPO, PR);
+    const jobComment = prComments().find((c) => c.body.startsWith('New job on instance `test`'));
+    expect(jobComment?.body).not.toMatch(/\|finished\|/);
+    // The local job ends (its runner writes its exit status); the next tick sees it finished.
+    const deadline = Date.now() + 60_000;
+    while (!(await filesUnder(job!)).some((n) => n.endsWith('.exit'))) {
+      if (Date.now() > deadline) throw new Error('the local job did not finish');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+
+    // A flood of authorised commands lands in that tick.
+    const flood: string[] = [];
+    for (let i = 0; i < 7; i++) flood.push(await store('bot: help', `help-${i}`));
+    const perTick: number[] = [];
+    let mark = site.fake.calls.length;
+    expect(await pollOnce()).toMatchObject({ code: 0 });
+    const calls = site.fake.calls.slice(mark);
+    const update = calls.findIndex(
+      (c) =>
+        c.method === 'PATCH' &&
+        c.path === `/repos/${APP_OWNER}/${APP_REPO}/issues/comments/${jobComment!.id}`,
+    );
+    expect(update).toBeGreaterThanOrEqual(0);
+    expect(calls.findIndex(isReply)).toBeGreaterThan(update);
+    expect(prComments().find((c) => c.id === jobComment!.id)?.body).toMatch(/\|finished\|/);
+    perTick.push(calls.filter(isReply).length);
+
+    // The rest follow, at most the budget per tick, each once.
+    while (perTick.reduce((a, b) => a + b, 0) < flood.length) {
+      mark = site.fake.calls.length;
+      expect(await pollOnce()).toMatchObject({ code: 0 });
+      perTick.push(site.fake.calls.slice(mark).filter(isReply).length);
+      if (perTick.length > 5) break;
+    }
+    expect(perTick).toEqual([3, 3, 1]);
+    for (const dir of flood)
+      expect(prComments().filter((c) => c.body.includes(`${path.basename(dir)}#g0:reply -->`))).toHaveLength(
+        1,
+      );
+  } finally {
+    await site.stop();
+  }
+}, 180_000);

@@ -10,7 +10,7 @@ import pino from 'pino';
 import { loadConfig } from '../src/config/config.js';
 import { readEventFile } from '../src/ingest/eventStore.js';
 import { readPullState } from '../src/ingest/pull.js';
-import { createApp, ingestOf } from '../src/server.js';
+import { createApp, ingestOf, startServer, stopServer } from '../src/server.js';
 import { readHeartbeat } from '../src/store/heartbeat.js';
 import { JobDirs } from '../src/store/jobdirs.js';
 import { commentPayload, startAppSite, type AppSite } from './support/appSite.js';
@@ -118,6 +118,63 @@ test('`hpcbot deliveries recover` stores what is missing, once', async () => {
   expect(stored.size).toBe(4);
   expect([...stored.keys()].every((g) => ds.some((d) => d.guid === g))).toBe(true);
   expect((await readPullState(new JobDirs(site.jobdirs))).recovered).toBe(5);
+});
+
+test('after a restart of the server, a closed PR whose event dirs went to the trash is not stored again by a redelivery or a look-back', async () => {
+  site = await startAppSite('ingest:\n  mode: webhook\n');
+  const config = loadConfig(site.siteYaml);
+  const jobdirs = new JobDirs(config.jobdirs);
+  const logger = pino({ level: 'silent' });
+  const start = async () => {
+    const server = await startServer({
+      config: { ...config, server: { ...config.server, port: 0 } },
+      logger,
+      secret: SECRET,
+    });
+    return { server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/webhook` };
+  };
+
+  // Three commands on the PR reach the server and are stored (GitHub lists them as answered).
+  let { server, url } = await start();
+  const sent = Array.from({ length: 3 }, (_, i) => {
+    const payload = commentPayload(`bot: build ${i}`);
+    const d = makeDelivery('issue_comment', payload, { secret: SECRET });
+    site.fake.addDelivery('issue_comment', payload, { guid: d.delivery, statusCode: 202 });
+    return d;
+  });
+  for (const d of sent) expect((await send(url, d)).status).toBe(202);
+  await stopServer(server);
+  const claims = sent.map((d) => path.join(jobdirs.deliveriesDir, d.delivery));
+  for (const c of claims) expect((await fs.stat(c)).mode & 0o777).toBe(0o644); // published
+
+  // The PR is closed: the poller has answered its events (out of the index) and moves its event dirs
+  // to the trash; the claims stay.
+  for (const d of await jobdirs.pending()) await jobdirs.dequeue(d);
+  const prDirs = new Set((await eventDirs(jobdirs.root)).map((d) => path.dirname(d)));
+  expect(prDirs.size).toBe(1);
+  await fs.rename([...prDirs][0]!, path.join(site.tmp, 'trash-pr_1'));
+  expect(await eventDirs(jobdirs.root)).toEqual([]);
+
+  // The server restarts (and settles half-published deliveries): the claims of the trashed events stay.
+  ({ server, url } = await start());
+  for (const c of claims)
+    expect(
+      await fs.stat(c).then(
+        () => true,
+        () => false,
+      ),
+    ).toBe(true);
+  // A manual redelivery is a duplicate, not a new event.
+  expect(await send(url, sent[0]!)).toMatchObject({ status: 200, json: { duplicate: true } });
+  await ingestOf(server).settled();
+  await stopServer(server);
+  // A look-back over GitHub's deliveries brings nothing back.
+  const recover = await runCli(['deliveries', 'recover', '--config', site.siteYaml, '--since', '1h']);
+  expect(recover.stdout).toMatch(
+    /looked at 3 deliveries \(1 pages\): 0 recovered and stored, 3 already stored/,
+  );
+  expect(await eventDirs(jobdirs.root)).toEqual([]);
+  expect(await jobdirs.pending()).toEqual([]);
 });
 
 test('a pulling poller killed with SIGKILL mid-page loses nothing and stores nothing twice', async () => {

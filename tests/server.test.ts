@@ -504,7 +504,10 @@ describe('storeEvent after a crash midway', () => {
       { kind: 'pr', number: 2 },
       'abc-1',
     );
-    await fs.writeFile(path.join(jobdirs.deliveriesDir, 'abc-1'), jobdirs.relative(claimedDir) + '\n');
+    // As buildEventDir claims: private (0600) until its event dir is in place.
+    await fs.writeFile(path.join(jobdirs.deliveriesDir, 'abc-1'), jobdirs.relative(claimedDir) + '\n', {
+      mode: 0o600,
+    });
 
     const result = await storeEvent(jobdirs, incoming('abc-1', new Date(Date.UTC(2026, 1, 1, 0, 1))));
     expect(result).toEqual({ duplicate: false, eventDir: claimedDir });

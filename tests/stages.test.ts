@@ -534,13 +534,13 @@ describe('issue_comment.created on a PR', () => {
     expect(js.stage).toBe('cancelled');
     expect(js.data.cancel_requested).toBe('cancelled by alice');
     expect(js.data.rows.map((r) => [r.status, r.comment])).toEqual([
-      ['cancelled', 'job was cancelled before submission (cancelled by alice)'],
+      ['cancelled', 'cancelled before submission by `alice` (`bot: cancel`)'],
     ]);
     expect(backend.calls).toEqual([]); // never submitted, so nothing to scancel
     const bodies = postedBodies();
     expect(bodies).toHaveLength(2);
     expect(bodies[0]).toContain(`cancelled:\n  - unsubmitted job in \`${rel(job)}\``);
-    expect(bodies[1]).toContain('job was cancelled before submission (cancelled by alice)');
+    expect(bodies[1]).toContain('cancelled before submission by `alice` (`bot: cancel`)');
     expect(bodies[1]).toContain(`<!-- hpcbot:test:event_zz-build/run_000/zen4/eessi-test#job -->`);
     expect(await jobdirs.pending()).toEqual([]);
   });

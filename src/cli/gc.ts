@@ -3,7 +3,8 @@
  * category how many entries and bytes it frees (or would free). It never removes anything of an open PR
  * nor of a job or event that is not final. The categories:
  *
- *   trash         days in the trash (closed PRs) older than the cutoff, unless one holds unfinished work
+ *   trash         days in the trash (closed PRs) older than the cutoff; of a day that holds unfinished
+ *                 work or a PR that was reopened (open again), only the other PRs' dirs
  *   repo-events   `_repo` event dirs that are final, not pending and older than the cutoff
  *   deliveries    delivery-id claims older than the cutoff and than GitHub's redelivery window
  *   mirrors       mirrors of repositories without an open PR, not fetched since the cutoff
@@ -112,35 +113,54 @@ export async function prIsOpen(prDirs: string[]): Promise<boolean> {
   return !last?.closed;
 }
 
-/** `owner/repo` of every repository with an open PR. */
-async function reposWithOpenPrs(jobdirs: JobDirs): Promise<Set<string>> {
-  const prs = new Map<string, string[]>(); // owner/repo#N -> its PR dirs in every month
+/** `owner/repo#pr_<N>` of every open PR (the rule of the header). */
+async function openPrs(jobdirs: JobDirs): Promise<Set<string>> {
+  const prs = new Map<string, string[]>(); // owner/repo#pr_N -> its PR dirs in every month
   for (const month of (await dirs(jobdirs.root)).filter((d) => /^\d{4}\.\d{2}$/.test(path.basename(d)))) {
     for (const owner of await dirs(month)) {
       for (const repo of await dirs(owner)) {
         for (const pr of (await dirs(repo)).filter((d) => /^pr_\d+$/.test(path.basename(d)))) {
-          const key = `${path.basename(owner)}/${path.basename(repo)}#${path.basename(pr)}`;
+          const key = prKey(path.basename(owner), path.basename(repo), path.basename(pr));
           prs.set(key, [...(prs.get(key) ?? []), pr]);
         }
       }
     }
   }
   const open = new Set<string>();
-  for (const [key, prDirs] of prs) {
-    const repo = key.slice(0, key.indexOf('#'));
-    if (!open.has(repo) && (await prIsOpen(prDirs))) open.add(repo);
-  }
+  for (const [key, prDirs] of prs) if (await prIsOpen(prDirs)) open.add(key);
   return open;
 }
 
-/** A trash day holds no event or job that is not final (`<day>/<YYYY.MM>/pr_<N>[.k]/event_*`). */
-async function trashDaySettled(day: string): Promise<boolean> {
+/** `owner/repo#pr_<N>`; a PR dir in the trash may carry a suffix (`pr_<N>.<k>`), which is dropped. */
+function prKey(owner: string, repo: string, prDir: string): string {
+  return `${owner}/${repo}#${prDir.replace(/^(pr_\d+)\..*$/, '$1')}`;
+}
+
+const repoOf = (key: string) => key.slice(0, key.indexOf('#'));
+
+/**
+ * What of a trash day may go: the whole day, or else the PR dirs in it (`<day>/<YYYY.MM>/pr_<N>[.k]`)
+ * that hold no event or job that is not final and whose PR is not open again (reopened after its
+ * close: its trash is kept while it is open).
+ */
+async function trashDayRemovable(
+  day: string,
+  owner: string,
+  repo: string,
+  open: Set<string>,
+): Promise<string[] | 'all'> {
+  const removable: string[] = [];
+  let all = true;
   for (const month of await dirs(day)) {
     for (const pr of await dirs(month)) {
-      for (const ev of await eventDirsOf(pr)) if ((await settledAt(ev)) === undefined) return false;
+      let settled = !open.has(prKey(owner, repo, path.basename(pr)));
+      for (const ev of settled ? await eventDirsOf(pr) : [])
+        if ((await settledAt(ev)) === undefined) settled = false;
+      if (settled) removable.push(pr);
+      else all = false;
     }
   }
-  return true;
+  return all ? 'all' : removable;
 }
 
 async function mtimeOf(p: string): Promise<number | undefined> {
@@ -181,13 +201,17 @@ export async function collectGarbage(
     lock = await waitForLock(path.join(jobdirs.locksDir, 'poller.lock'), 120_000);
   }
   try {
+    const open = await openPrs(jobdirs);
     // Trash: <trash>/<owner>/<repo>/<YYYY.MM.DD>, judged by the day it was moved there.
     const trash = config.cleanup.trash_dir ?? path.join(jobdirs.root, 'trash');
     for (const owner of await dirs(trash)) {
       for (const repo of await dirs(owner)) {
         for (const day of await dirs(repo)) {
           const date = Date.parse(path.basename(day).replaceAll('.', '-') + 'T00:00:00Z');
-          if (date < cutoff && (await trashDaySettled(day))) await take('trash', day);
+          if (!(date < cutoff)) continue;
+          const removable = await trashDayRemovable(day, path.basename(owner), path.basename(repo), open);
+          if (removable === 'all') await take('trash', day);
+          else for (const pr of removable) await take('trash', pr);
         }
       }
     }
@@ -214,13 +238,16 @@ export async function collectGarbage(
       if (made !== undefined && made < claimCutoff) await take('deliveries', claim);
     }
 
-    // Mirrors of repositories without an open PR, last fetched (FETCH_HEAD) before the cutoff.
-    const open = await reposWithOpenPrs(jobdirs);
+    // Mirrors of repositories without an open PR, last fetched (FETCH_HEAD) before the cutoff. Only
+    // open PRs' jobs check out from a mirror (a PR with unfinished work counts as open). Job trees
+    // borrow the mirror's objects (alternates), so a final job tree of a removed mirror keeps its files
+    // but not its git history; nothing the bot does reads that history after the job.
+    const openRepos = new Set([...open].map(repoOf));
     for (const owner of await dirs(jobdirs.mirrorsDir)) {
       for (const mirror of (await dirs(owner)).filter((d) => d.endsWith('.git'))) {
         const repo = `${path.basename(owner)}/${path.basename(mirror, '.git')}`;
         const used = (await mtimeOf(path.join(mirror, 'FETCH_HEAD'))) ?? (await mtimeOf(mirror));
-        if (!open.has(repo) && used !== undefined && used < cutoff) await take('mirrors', mirror);
+        if (!openRepos.has(repo) && used !== undefined && used < cutoff) await take('mirrors', mirror);
       }
     }
 

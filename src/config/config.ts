@@ -261,7 +261,8 @@ export const siteSchema = z
         schedule: cronExpression.default('*/10 * * * * *'),
         max_attempts: z.number().int().positive().default(10),
         concurrency: z.number().int().min(1).max(32).default(4),
-        max_replies_per_tick: z.number().int().positive().default(20),
+        /** About one default tick (10 s) of replies at GitHub's pace of one new comment per 3 s. */
+        max_replies_per_tick: z.number().int().positive().default(3),
       })
       .prefault({}),
     chatlevel: z.enum(CHATLEVELS).default('basic'),

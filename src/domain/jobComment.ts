@@ -148,6 +148,47 @@ export function cancelReasonText(reason: string): string {
   return `cancelled: ${codeSpan(reason)}`;
 }
 
+/**
+ * Pure: the row comment of a job cancelled before it was submitted, worded as every other
+ * cancellation (cancelReasonText), e.g. "cancelled before submission: superseded by the job in ...".
+ */
+export function cancelledBeforeSubmissionText(reason: string): string {
+  return cancelReasonText(reason).replace(/^cancelled/, 'cancelled before submission');
+}
+
+/** Pure: a cancel reason (cancelReasonText's) in a few words, for the `bot: status` table. */
+function shortCancelReason(reason: string): string {
+  const by = /^cancelled by (\S+)$/.exec(reason);
+  if (by) return `by ${codeSpan(by[1]!)}`;
+  const superseded = /^superseded by (\S+)$/.exec(reason);
+  if (superseded) {
+    const what = superseded[1]!;
+    return /^[0-9a-f]{7,40}$/.test(what)
+      ? `superseded by the push ${codeSpan(what.slice(0, 10))}`
+      : `superseded by ${codeSpan(what, 120)}`;
+  }
+  if (reason === 'PR merged') return 'the PR was merged';
+  if (reason === 'PR closed') return 'the PR was closed';
+  return codeSpan(reason, 80);
+}
+
+/**
+ * Pure: why a job ended early, in a few words for the `bot: status` table: who or what cancelled it
+ * ("by `alice`", "superseded by ...", "the PR was closed"), or how the scheduler ended it ("timed
+ * out", "out of memory", "node failure"). Undefined for a job that is not final or ran to its end.
+ */
+export function endedEarlyReason(
+  stage: string,
+  data: Pick<JobData, 'cancel_requested' | 'scheduler_state'>,
+): string | undefined {
+  if (stage === 'cancelled')
+    return data.cancel_requested ? shortCancelReason(data.cancel_requested) : 'outside the bot';
+  if (stage !== 'finished' || !data.scheduler_state) return undefined;
+  const state = data.scheduler_state.trim().split(/\s+/)[0] ?? '';
+  if (['COMPLETED', 'FAILED', 'FINISHED', 'CANCELLED'].includes(state)) return undefined;
+  return endedEarly(state, undefined, undefined).status;
+}
+
 /** `--time=T`, `--time T`, `-t T` or `-tT`: the last one wins, as in sbatch. */
 function timeOption(params: string[]): string | undefined {
   let found: string | undefined;

@@ -2,9 +2,10 @@
  * Turning a verified delivery into an event file. Pure classification (`classifyEvent`) plus the
  * durable, exactly-once write (`storeEvent`). This is all the webhook server does with a delivery.
  */
-import { promises as fs, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { promises as fs, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import {
+  chmodDurableSync,
   createFileExclusiveSync,
   createNewFileSync,
   exists,
@@ -195,48 +196,111 @@ export async function storeEvent(
   ev: IncomingEvent,
 ): Promise<{ duplicate: boolean; eventDir: string }> {
   const built = buildEventDir(jobdirs, eventRecord(jobdirs, ev));
-  await enqueueEventDir(jobdirs, built.claim, built.eventDir);
+  // A duplicate is queued only if an earlier store was cut short before queueing it: its dir is in
+  // place and the poller has not seen it. One that went to the trash (a closed PR) stays away.
+  const unseen = () => existsSync(built.eventDir) && !existsSync(path.join(built.eventDir, STATE_FILE));
+  if (built.published || unseen()) await enqueueEventDir(jobdirs, built.claim, built.eventDir);
   crashPoint('store-queued');
   return { duplicate: !built.published, eventDir: built.eventDir };
 }
 
 export interface BuiltEvent {
-  /** False if the event dir was there already (left untouched). */
+  /** False if the event dir was there already (left untouched), or the delivery was stored before. */
   published: boolean;
   eventDir: string;
   claim: string;
 }
 
 /**
+ * A claim records whether its event dir was ever in place, in its mode: it is created private
+ * (`CLAIM_CLAIMED_MODE`, "claimed, not yet published") and made readable (`CLAIM_PUBLISHED_MODE`)
+ * once its event dir is in place. A published claim whose event dir is gone is an event that was
+ * stored and later moved away (its PR closed: the trash; or gc): it stays, so that neither a
+ * redelivery nor a look-back over GitHub's deliveries stores that event again. A claim that was never
+ * published is a store cut short; it is finished by the next store of the delivery, or released
+ * (repairDeliveries). Claims written before this scheme (0644) count as published. The pending-work
+ * index's entries are hard links to claims, so they share the mode: an entry is only ever linked to
+ * a published claim.
+ */
+export const CLAIM_CLAIMED_MODE = 0o600;
+export const CLAIM_PUBLISHED_MODE = 0o644;
+
+/** Pure: whether a claim's mode says its event dir was in place once (any group or other bit). */
+export function claimIsPublished(mode: number): boolean {
+  return (mode & 0o077) !== 0;
+}
+
+export interface BuildOptions extends SyncOption {
+  /**
+   * Publish even if the claim says the event dir was published before: only for journaled records,
+   * which the poller has never seen (so their event dir cannot have been moved away on purpose).
+   */
+  republish?: boolean;
+}
+
+/**
  * Put an event dir and its delivery claim in place, exactly once per delivery id:
  *
  * 1. Stage the event dir: `.incoming/.tmp-*` /event.json.
- * 2. Claim the delivery id: exclusive create of deliveries/<id>, naming the event dir. An existing
- *    claim (a redelivery) names the dir to use, even if it is in an earlier month.
+ * 2. Claim the delivery id: exclusive create of deliveries/<id> (mode CLAIM_CLAIMED_MODE), naming
+ *    the event dir. An existing claim (a redelivery) names the dir to use, even if it is in an
+ *    earlier month.
  * 3. Move the staged dir into place with rename(2); it fails if that event dir exists already.
+ * 4. Mark the claim published (CLAIM_PUBLISHED_MODE).
  *
  * So an event dir appears complete or not at all, and never holds a temp file. A redelivery whose
- * claim exists finishes step 3 if an earlier attempt crashed midway; if the event dir already exists
- * it is left untouched and `published` is false. Everything is synced before it returns, unless
- * `sync: false` (the caller syncs the filesystem before it relies on the result). Synchronous: the
- * server runs it between requests, where a threadpool round trip per step would cost more CPU.
+ * claim exists finishes steps 3 and 4 if an earlier attempt crashed midway; if the event dir already
+ * exists it is left untouched and `published` is false. A claim that is published already is never
+ * published again (its event dir may be in the trash), unless `republish`. Everything is synced
+ * before it returns, unless `sync: false` (the caller syncs the filesystem before it relies on the
+ * result). Synchronous: the server runs it between requests, where a threadpool round trip per step
+ * would cost more CPU.
  */
-export function buildEventDir(jobdirs: JobDirs, rec: EventRecord, opts: SyncOption = {}): BuiltEvent {
+export function buildEventDir(jobdirs: JobDirs, rec: EventRecord, opts: BuildOptions = {}): BuiltEvent {
   const claim = path.join(jobdirs.deliveriesDir, rec.delivery);
   const staged = stageEventDir(incomingDir(jobdirs), rec.content, opts);
   let eventDir = jobdirs.resolve(rec.eventDir);
   let published = false;
   try {
-    if (!createFileExclusiveSync(claim, rec.eventDir + '\n', opts)) {
+    if (!createFileExclusiveSync(claim, rec.eventDir + '\n', { ...opts, mode: CLAIM_CLAIMED_MODE })) {
       eventDir = jobdirs.resolve(readFileSync(claim, 'utf8').trim());
+      if (!opts.republish && claimIsPublished(statSync(claim).mode)) return { published, eventDir, claim };
     }
     crashPoint('store-claimed');
     published = publishDirSync(staged, eventDir, opts);
     crashPoint('store-published');
+    // Published by this call or by an earlier one (the dir was in place): either way it was.
+    markClaimPublished(claim, opts);
   } finally {
     if (!published) rmSync(staged, { recursive: true, force: true });
   }
   return { published, eventDir, claim };
+}
+
+/** Step 4 of buildEventDir; durable unless `sync: false`. */
+function markClaimPublished(claim: string, opts: SyncOption = {}): void {
+  if (!claimIsPublished(statSync(claim).mode)) chmodDurableSync(claim, CLAIM_PUBLISHED_MODE, opts);
+}
+
+/**
+ * Whether a delivery is stored: its claim is published (its event dir was in place, even if it has
+ * been moved away since: a closed PR's events are never stored again), or its event dir is in place.
+ * A claim whose event dir never appeared (a store cut short by a kill) does not count: storing the
+ * delivery again finishes it.
+ */
+export function isDeliveryStored(jobdirs: JobDirs, id: string): boolean {
+  const claim = path.join(jobdirs.deliveriesDir, id);
+  const st = statSync(claim, { throwIfNoEntry: false });
+  if (!st) return false;
+  if (claimIsPublished(st.mode)) return true;
+  let named: string;
+  try {
+    named = readFileSync(claim, 'utf8').trim();
+  } catch {
+    return false; // released meanwhile
+  }
+  // An empty claim (a power loss) is left to repairDeliveries, as one it cannot read.
+  return named === '' || existsSync(jobdirs.resolve(named));
 }
 
 /**
@@ -297,8 +361,10 @@ export async function readEventFile(eventDir: string): Promise<StoredEvent> {
 export interface RepairReport {
   /** Event dirs that were complete but not in the pending-work index, and now are. */
   queued: string[];
-  /** Delivery ids whose claim named no event dir; a redelivery is now stored as new. */
+  /** Delivery ids whose claim was never published and names no event dir; a redelivery is now stored as new. */
   released: string[];
+  /** Delivery ids whose event dir was in place but whose claim was not marked published yet; now it is. */
+  marked: string[];
   /** Claims or event files that storeEvent cannot have written (hand-edited?); left as they are. */
   unreadable: string[];
 }
@@ -310,16 +376,20 @@ export interface RepairReport {
  *
  * - its event dir is in place, the poller never saw it (no state file) and it is not in the index:
  *   the dir is complete (it was moved into place whole), so it is indexed as storeEvent would have;
- * - its event dir is not there: the claim is released, so a redelivery is stored as new. (A claim
- *   whose event was processed and then moved to the trash is released too; that is harmless, since
- *   its redelivery would have been stored again where the claim points anyway.)
+ * - its event dir is in place but the claim is not marked published (a kill between the two): it
+ *   is marked now, before anything else;
+ * - its event dir is not there and the claim was never published (a store cut short): the claim is
+ *   released, so a redelivery is stored as new;
+ * - its event dir is not there but the claim is published: the event was stored and moved away since
+ *   (its PR closed and its dirs went to the trash, or gc). The claim stays: a redelivery or a
+ *   look-back must not store a closed PR's commands again.
  *
  * Staged dirs in `.incoming/` are never acknowledged events; they go with the other temp files
  * (removeStaleTemps). Each step is one link or unlink, so an interrupted repair is finished by the next
  * start, and a repeated one changes nothing.
  */
 export async function repairDeliveries(jobdirs: JobDirs): Promise<RepairReport> {
-  const report: RepairReport = { queued: [], released: [], unreadable: [] };
+  const report: RepairReport = { queued: [], released: [], marked: [], unreadable: [] };
   let ids: string[];
   try {
     ids = (await fs.readdir(jobdirs.deliveriesDir)).filter((n) => !isTempName(n) && isValidDeliveryId(n));
@@ -330,16 +400,25 @@ export async function repairDeliveries(jobdirs: JobDirs): Promise<RepairReport> 
   for (const id of ids.sort()) {
     const claim = path.join(jobdirs.deliveriesDir, id);
     let eventDir: string;
+    let published: boolean;
     try {
-      eventDir = jobdirs.resolve((await fs.readFile(claim, 'utf8')).trim());
+      const named = (await fs.readFile(claim, 'utf8')).trim();
+      if (named === '') throw new Error('empty claim');
+      eventDir = jobdirs.resolve(named);
+      published = claimIsPublished((await fs.stat(claim)).mode);
     } catch {
       report.unreadable.push(claim);
       continue;
     }
     if (!(await exists(eventDir))) {
+      if (published) continue; // stored, then moved to the trash (or removed by gc): stays claimed
       await fs.rm(claim, { force: true });
       report.released.push(id);
       continue;
+    }
+    if (!published) {
+      markClaimPublished(claim);
+      report.marked.push(id);
     }
     // In this order: the poller writes the state file before it drops the index entry.
     if ((await jobdirs.isQueued(eventDir)) || (await exists(path.join(eventDir, STATE_FILE)))) continue;

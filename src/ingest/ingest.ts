@@ -30,6 +30,7 @@ import {
   enqueueEventDir,
   eventRecord,
   incomingDir,
+  isDeliveryStored,
   type BuiltEvent,
   type EventRecord,
   type IncomingEvent,
@@ -154,8 +155,9 @@ export class Ingest {
   }
 
   private async store(record: EventRecord): Promise<boolean> {
-    // Synchronous: one cached lookup, cheaper than a threadpool round trip.
-    if (existsSync(path.join(this.jobdirs.deliveriesDir, record.delivery))) return false;
+    // Synchronous: one cached lookup, cheaper than a threadpool round trip. A claim whose event dir
+    // never appeared (an in-process store killed midway) is finished by storing the delivery again.
+    if (isDeliveryStored(this.jobdirs, record.delivery)) return false;
     while (this.accepted - this.indexed >= MAX_PENDING_RECORDS || this.pendingBytes >= MAX_PENDING_BYTES) {
       this.waitingForRoom++;
       this.wakeBuilder();
@@ -402,7 +404,8 @@ async function restoreRecord(
     if (claimed !== '') return 'claimedElsewhere';
     await fs.rm(claim, { force: true }); // ours, cut short by a power loss
   }
-  const built = buildEventDir(jobdirs, record, { sync: false });
+  // Never seen by the poller, so a claim marked published with no event dir is a power loss: rebuilt.
+  const built = buildEventDir(jobdirs, record, { sync: false, republish: true });
   if (built.published) return 'built';
   rebuildIfDifferent(jobdirs, record, built.eventDir);
   return 'present';
@@ -420,7 +423,7 @@ function rebuildIfDifferent(jobdirs: JobDirs, record: EventRecord, eventDir: str
   if (current?.equals(Buffer.concat(record.content))) return;
   const aside = path.join(incomingDir(jobdirs), tempName());
   renameSync(eventDir, aside);
-  if (!buildEventDir(jobdirs, record, { sync: false }).published)
+  if (!buildEventDir(jobdirs, record, { sync: false, republish: true }).published)
     publishDirSync(aside, eventDir, { sync: false });
   rmSync(aside, { recursive: true, force: true });
 }

@@ -14,16 +14,15 @@
  * its claim exists and it is not stored again. The cursor moves only after everything before it is
  * stored: a pull killed midway lists the same deliveries again, and the claims make that harmless.
  */
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import type { DeliveriesApi, DeliveryDetail, DeliverySummary } from '../adapters/github/deliveries.js';
 import { crashPoint } from '../store/crashPoint.js';
 import type { IngestHealth } from '../store/heartbeat.js';
-import { exists, mkdirDurable, readJsonIfExists, writeFileAtomic } from '../store/fsutil.js';
+import { mkdirDurable, readJsonIfExists, writeFileAtomic } from '../store/fsutil.js';
 import { isValidDeliveryId, type JobDirs } from '../store/jobdirs.js';
-import { STORED_EVENTS, classifyEvent, storeEvent } from './eventStore.js';
+import { STORED_EVENTS, classifyEvent, isDeliveryStored, storeEvent } from './eventStore.js';
 
 /** The log line of every recovery (both mode, `hpcbot deliveries recover`). */
 const RECOVERED_LOG = 'recovered deliveries that never reached the webhook server; stored them now';
@@ -111,7 +110,7 @@ export async function pullNew(deps: PullDeps): Promise<PullReport> {
   if (rows.length === 0) return report;
   let lagMs = state.lastLagMs;
   for (const d of [...rows].reverse()) {
-    const outcome = await takeIn(deps, d, 'finish');
+    const outcome = await takeIn(deps, d);
     report[outcome]++;
     if (outcome === 'stored') {
       lagMs = deps.now().getTime() - Date.parse(d.delivered_at);
@@ -155,7 +154,7 @@ export async function recoverMissed(deps: PullDeps, windowSeconds?: number): Pro
   // Each event once: a redelivery shares its GUID with the original.
   const byGuid = new Map<string, DeliverySummary>();
   for (const d of [...rows].reverse()) if (!byGuid.has(d.guid)) byGuid.set(d.guid, d);
-  for (const d of byGuid.values()) report[await takeIn(deps, d, 'leave')]++;
+  for (const d of byGuid.values()) report[await takeIn(deps, d)]++;
   const now = await readPullState(deps.jobdirs);
   await writePullState(deps.jobdirs, {
     ...now,
@@ -168,31 +167,19 @@ export async function recoverMissed(deps: PullDeps, windowSeconds?: number): Pro
 }
 
 /**
- * Whether `guid` is on disk. A claim whose event dir is missing is either a store cut short by a crash
- * or an event whose closed PR went to the trash: `finish` counts it as not stored (only for deliveries
- * newer than the cursor, which no pull has finished), `leave` as stored (a look-back never brings an
- * event of a closed PR back).
+ * Whether `guid` is on disk (isDeliveryStored): a claim whose event dir was published counts even if
+ * that dir went to the trash since (its PR closed), so neither a pull nor a look-back ever brings an
+ * event of a closed PR back; a claim whose event dir never appeared (a pull killed while storing it)
+ * does not, so storing the delivery again finishes it.
  */
-export async function isStored(jobdirs: JobDirs, guid: string, claimOnly: ClaimOnly): Promise<boolean> {
-  const claim = path.join(jobdirs.deliveriesDir, guid);
-  const named = await fs.readFile(claim, 'utf8').then(
-    (t) => t.trim(),
-    () => '',
-  );
-  if (named === '') return false;
-  return claimOnly === 'leave' || (await exists(jobdirs.resolve(named)));
+export function isStored(jobdirs: JobDirs, guid: string): boolean {
+  return isDeliveryStored(jobdirs, guid);
 }
 
-type ClaimOnly = 'finish' | 'leave';
-
 /** Fetch one listed delivery and store it, unless it is not ours to store or already on disk. */
-async function takeIn(
-  deps: PullDeps,
-  d: DeliverySummary,
-  claimOnly: ClaimOnly,
-): Promise<'stored' | 'present' | 'ignored'> {
+async function takeIn(deps: PullDeps, d: DeliverySummary): Promise<'stored' | 'present' | 'ignored'> {
   if (!STORED_EVENTS.has(d.event) || !isValidDeliveryId(d.guid)) return 'ignored';
-  if (await isStored(deps.jobdirs, d.guid, claimOnly)) return 'present';
+  if (isStored(deps.jobdirs, d.guid)) return 'present';
   const detail = await deps.deliveries.get(d.id);
   const incoming = toIncoming(deps.config, detail, deps.now());
   if ('ignored' in incoming) {

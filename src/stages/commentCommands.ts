@@ -13,7 +13,7 @@ import { renderCommandReply, renderSyntaxError, type CommandOutcome } from '../d
 import type { EventContext, EventHandler } from './event.js';
 import { claimDenialReply } from './denials.js';
 import { build } from './commands/build.js';
-import { cancel } from './commands/cancel.js';
+import { cancel, cancelledAny } from './commands/cancel.js';
 import { deploy } from './commands/deploy.js';
 import { help } from './commands/help.js';
 import { plan } from './commands/plan.js';
@@ -74,7 +74,8 @@ export const handleCommentCommands: EventHandler = async (ctx) => {
   const replyKey = `${ctx.gen}:reply`;
   // permissions.cancel_own_jobs: a comment of cancels only is let through; cancel.ts limits it to the sender's jobs.
   const ownCancels = config.permissions.cancel_own_jobs && commands.every((c) => c.ok && c.name === 'cancel');
-  if (!ownCancels && !(await hasPermission(github, ctx.pr.repo, sender, config.permissions.command))) {
+  const mayCommand = await hasPermission(github, ctx.pr.repo, sender, config.permissions.command);
+  if (!ownCancels && !mayCommand) {
     const denial = await claimDenialReply(ctx.work, ctx.pr, sender);
     if (!denial.claimed)
       return { ignored: `${sender} may not send commands and was told so at ${denial.told.at}` };
@@ -94,6 +95,15 @@ export const handleCommentCommands: EventHandler = async (ctx) => {
   const outcomes: CommandOutcome[] = [];
   for (const [i, cmd] of commands.entries()) {
     outcomes.push(await runCommand(ctx, cmd, `${ctx.gen}:cmd${i}`, sender));
+  }
+  // Cancels let through by cancel_own_jobs that cancelled nothing: to someone without permission that
+  // answer is a "no permission" reply, and goes out at most once per PR and hour like the others.
+  if (!mayCommand && !outcomes.some((o) => cancelledAny(o.result))) {
+    const denial = await claimDenialReply(ctx.work, ctx.pr, sender);
+    if (!denial.claimed)
+      return {
+        ignored: `${sender} may cancel only their own jobs, had none, and was told so at ${denial.told.at}`,
+      };
   }
   const required: Chatlevel = commands.some(
     (c) => !c.ok || ANSWER_COMMANDS.has(c.name) || c.args.general.includes(DRY_RUN_FLAG),

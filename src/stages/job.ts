@@ -21,6 +21,7 @@ import { ACTIVE_JOB_STAGES, addRow, type JobData, type JobRow } from '../store/j
 import { cpuModelOf, readNodeFiles, readResultFiles } from '../domain/resultFile.js';
 import { readState, transition, writeState, type DirState } from '../store/state.js';
 import {
+  cancelledBeforeSubmissionText,
   renderJobComment,
   formatRowDate,
   finalState,
@@ -73,7 +74,7 @@ export async function advanceJob(
       await finish(
         work,
         'cancelled',
-        row(work, 'cancelled', 'cancelled', `job was cancelled before submission (${data.cancel_requested})`),
+        row(work, 'cancelled', 'cancelled', cancelledBeforeSubmissionText(data.cancel_requested)),
       );
       return;
     }

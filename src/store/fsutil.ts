@@ -199,6 +199,11 @@ export interface SyncOption {
   sync?: boolean;
 }
 
+/** SyncOption plus the mode a new file is created with (default 0644, less the umask). */
+export interface CreateOption extends SyncOption {
+  mode?: number;
+}
+
 /**
  * Create `file` (it must not exist) holding `data` (or its parts, in order); not atomic, so only for
  * names nobody reads yet.
@@ -206,12 +211,12 @@ export interface SyncOption {
 export function createNewFileSync(
   file: string,
   data: string | Uint8Array | Uint8Array[],
-  opts: SyncOption = {},
+  opts: CreateOption = {},
 ): void {
   const fd = fsCallback.openSync(
     file,
     fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL,
-    0o644,
+    opts.mode ?? 0o644,
   );
   try {
     let parts = Array.isArray(data) ? data : [typeof data === 'string' ? Buffer.from(data) : data];
@@ -226,7 +231,7 @@ export function createNewFileSync(
 export function createFileExclusiveSync(
   file: string,
   data: string | Uint8Array,
-  opts: SyncOption = {},
+  opts: CreateOption = {},
 ): boolean {
   const tmp = path.join(path.dirname(file), tempName());
   let created = true;
@@ -287,6 +292,28 @@ export function mkdirDurableSync(dir: string, opts: SyncOption = {}): void {
   if (first === undefined || opts.sync === false) return;
   for (let d = dir; d.length >= first.length; d = path.dirname(d)) fsyncDirSync(d);
   fsyncDirSync(path.dirname(first));
+}
+
+/**
+ * chmod a file, durably unless `sync: false` (fsync of the file: the mode is inode metadata). A file
+ * that is not there (ENOENT) is left alone; returns whether it was there.
+ */
+export function chmodDurableSync(file: string, mode: number, opts: SyncOption = {}): boolean {
+  try {
+    fsCallback.chmodSync(file, mode);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+  if (opts.sync !== false) {
+    const fd = fsCallback.openSync(file, fsConstants.O_RDONLY);
+    try {
+      fsCallback.fsyncSync(fd);
+    } finally {
+      fsCallback.closeSync(fd);
+    }
+  }
+  return true;
 }
 
 export function fsyncDirSync(dir: string): void {

@@ -9,6 +9,13 @@ import { patternMatches } from '../../domain/targets.js';
 import { cancelJob, prJobs } from '../job.js';
 import type { CommandHandler } from './types.js';
 
+const CANCELLED_HEADER = 'cancelled:';
+
+/** Whether a reply of `cancel` says that it cancelled a job. */
+export function cancelledAny(result: string): boolean {
+  return result.startsWith(`${CANCELLED_HEADER}\n`);
+}
+
 export const cancel: CommandHandler = async (ctx) => {
   const { config, github, jobdirs } = ctx.work.deps;
   const mayCancelAny = await hasPermission(github, ctx.pr.repo, ctx.sender, config.permissions.build);
@@ -31,7 +38,7 @@ export const cancel: CommandHandler = async (ctx) => {
       `- ${state.data.job_id ? `job ${codeSpan(state.data.job_id)}` : 'unsubmitted job'} in ${codeSpan(jobdirs.relative(dir))}`,
     );
   }
-  if (cancelled.length) return ['cancelled:', ...cancelled].join('\n');
+  if (cancelled.length) return [CANCELLED_HEADER, ...cancelled].join('\n');
   return mayCancelAny
     ? 'no active jobs matched, nothing was cancelled'
     : `no active jobs of ${codeSpan(ctx.sender)} matched, nothing was cancelled (without build permission, only your own jobs can be cancelled)`;

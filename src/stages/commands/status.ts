@@ -6,6 +6,7 @@
 import path from 'node:path';
 import type { Config } from '../../config/config.js';
 import type { JobData } from '../../store/job.js';
+import { endedEarlyReason } from '../../domain/jobComment.js';
 import { codeSpan } from '../../domain/markdown.js';
 import { renderInstanceHealth } from '../../domain/health.js';
 import { renderTargetMatrix } from '../../domain/targetMatrix.js';
@@ -105,9 +106,11 @@ export function renderStatusTable(
     const forTarget = `${t.forArch}${t.forAccel ? `, ${t.forAccel}` : ''}`;
     const result = d.result ? resultEmoji(d.result.status) : '';
     const stale = d.stale ? ` (stale: superseded by ${d.stale.superseded_by.slice(0, 10)})` : '';
+    const early = endedEarlyReason(state.stage, d);
+    const why = early ? ` (${early})` : '';
     const date = state.history[state.history.length - 1]?.at ?? '';
     lines.push(
-      `|${codeSpan(on)}|${codeSpan(forTarget)}|${codeSpan(t.repoId)}|${result}|${date}|${state.stage}${stale}|${codeSpan(path.normalize(dir))}|`,
+      `|${codeSpan(on)}|${codeSpan(forTarget)}|${codeSpan(t.repoId)}|${result}|${date}|${state.stage}${why}${stale}|${codeSpan(path.normalize(dir))}|`,
     );
   }
   return lines.join('\n');

@@ -180,6 +180,43 @@ test.each([
   90_000,
 );
 
+test.each([
+  ['pid 1 (old, and root)', 'echo "1 1" >"$started"'],
+  ['the pid of the poller (older than the job)', `echo "${process.pid} ${process.pid}" >"$started"`],
+])(
+  'a job that writes %s into its start marker and kills its runner is not seen running: it ends',
+  async (_what, plant) => {
+    const h = await startHarness();
+    try {
+      const build = [
+        '#!/bin/bash',
+        'started=.hpcbot-local-${SLURM_JOB_ID}.started',
+        'read -r runner _ <"$started"',
+        'rm -f "$started"',
+        plant,
+        'kill -9 "$runner"',
+        'exit 0',
+      ].join('\n');
+      openPr(h, { ...PASSING_BOT, 'bot/build.sh': build });
+      await storeComment(h, 'bot: build for:arch=x86_64/amd/zen4');
+      await tickUntil(
+        h,
+        async () => {
+          const dirs = await jobDirsOf(h);
+          return dirs.length === 1 && ['finished', 'failed'].includes((await stageOf(dirs[0]!))!);
+        },
+        60_000,
+      );
+      const [dir] = await jobDirsOf(h);
+      // Ended: the runner died without an exit status, whatever pid the marker names.
+      expect((await stateOf<JobData>(dir!)).data.scheduler_state).toBe('NODE_FAIL');
+    } finally {
+      await h.stop();
+    }
+  },
+  90_000,
+);
+
 // ---- the bot's environment does not reach the job (without run_as: the allow-list) -----------------
 
 test('without run_as, HOME, SSH_AUTH_SOCK, GIT_ASKPASS, GIT_CONFIG_* and the bot’s git credential helper stay behind', async () => {

@@ -19,7 +19,7 @@ import { openJobFile, readHead } from '../../store/jobFile.js';
 import { openTreeOutputSync } from '../../store/workTree.js';
 import type { JobAccount } from '../jobUser.js';
 import { LOCAL_RUNNER } from '../jobScripts.js';
-import { pidAlive, run } from '../process.js';
+import { processIdentity, run, type ProcessIdentity } from '../process.js';
 import type { Backend, JobObservation, SubmitRequest } from './types.js';
 
 interface LocalJobRecord {
@@ -34,6 +34,8 @@ interface LocalJobRecord {
 /** How long a spawned runner may take to write its start marker before the job counts as failed to start. */
 const START_GRACE_MS = 30_000;
 
+/** The kernel's boot time is in whole seconds, so a start time read from /proc may look up to 1 s early. */
+const START_CLOCK_SLACK_MS = 2000;
 /** The markers hold a pid and pgid, or an exit status: anything longer is not the runner's. */
 const MARKER_LIMIT = 64;
 
@@ -139,12 +141,12 @@ export class LocalBackend implements Backend {
     const started = await read('started');
     const exit = await read('exit');
     const marker = started.text;
-    const [pid, pgid] = (marker ?? '').trim().split(/\s+/).map(Number);
+    const runner = await this.runnerProcess(rec, Number((marker ?? '').trim().split(/\s+/)[0]));
     const exitText = exit.text?.trim();
     return {
       marker: marker !== undefined || started.tampered !== undefined,
-      alive: pid !== undefined && pid > 0 && pidAlive(pid),
-      pgid: pgid && pgid > 1 ? pgid : undefined,
+      alive: runner !== undefined,
+      pgid: runner && runner.pgid > 1 ? runner.pgid : undefined,
       exit: exitText === undefined || !/^\d{1,3}$/.test(exitText) ? undefined : Number(exitText),
       tampered:
         started.tampered !== undefined
@@ -155,6 +157,22 @@ export class LocalBackend implements Backend {
               ? 'its exit status file does not hold a number'
               : undefined,
     };
+  }
+
+  /**
+   * The runner named by the start marker, if it really is one: the job can write any pid into its
+   * marker (pid 1, say, to be seen running for ever, or a process group of the bot's to have it killed on
+   * cancel). So the process must run as the job's user and have started after this job did, and its
+   * process group is the kernel's, not the marker's.
+   */
+  private async runnerProcess(rec: LocalJobRecord, pid: number): Promise<ProcessIdentity | undefined> {
+    if (!Number.isInteger(pid) || pid <= 1) return undefined;
+    const identity = await processIdentity(pid);
+    if (!identity) return undefined;
+    const uid = (await this.account.user().catch(() => undefined))?.uid ?? process.getuid?.();
+    const startedAt = Date.parse(rec.started_at ?? rec.submitted_at);
+    const ours = identity.uid === uid && identity.startedAtMs >= startedAt - START_CLOCK_SLACK_MS;
+    return ours ? identity : undefined;
   }
 
   private async activeCount(): Promise<number> {

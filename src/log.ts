@@ -4,9 +4,10 @@
  * the choice, `HPCBOT_LOG_LEVEL` sets the level. Lines about a pull request carry `pr: owner/repo#N`.
  * Secrets are never passed to the logger; the redaction list is a second fence.
  */
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import pino, { type DestinationStream, type Logger, type LoggerOptions } from 'pino';
-import pretty from 'pino-pretty';
+import type { PrettyOptions, PrettyStream } from 'pino-pretty';
 import type { JobData } from './store/job.js';
 import { prOfRelativeDir } from './store/jobdirs.js';
 
@@ -15,6 +16,16 @@ export type { Logger };
 export type LogFormat = 'json' | 'pretty';
 
 const LEVELS = [...Object.keys(pino.levels.values), 'silent'];
+
+/**
+ * pino-pretty, loaded only for pretty output (a terminal): JSON logs (files, pipes, journald, every
+ * `poll --once` run by a script) do not pay for loading it. It is a CommonJS package, so `require`
+ * loads it synchronously, when the first pretty logger is made.
+ */
+function prettyStream(options: PrettyOptions): PrettyStream {
+  const pretty = createRequire(import.meta.url)('pino-pretty') as (o: PrettyOptions) => PrettyStream;
+  return pretty(options);
+}
 
 /** A log setting in the environment that cannot be used. */
 export class LogSettingError extends Error {
@@ -75,7 +86,7 @@ export function createLogger(name: string, to: LogDestination = {}): Logger {
   }
   return pino(
     options,
-    pretty({
+    prettyStream({
       destination: to.stream ?? 1,
       sync: true, // a line logged just before process.exit still comes out
       colorize: isTTY,

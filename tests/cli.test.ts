@@ -3,11 +3,12 @@
  */
 import { describeWithJobUser, JOB_USER } from './support/jobUser.js';
 import { execFileSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { jest } from '@jest/globals';
+import { writeHeartbeat } from '../src/store/heartbeat.js';
 import { makeDelivery, payloads, send } from './support/payloads.js';
 import {
   BIN,
@@ -348,9 +349,24 @@ describe('a subcommand loads only what it uses', () => {
 
   test('status: no GitHub client, web server, cron, logger or schema library', async () => {
     const d = await dir();
-    const mods = await modulesOf(['status', '--config', await writeSiteYaml(d, 1)]);
+    const file = await writeSiteYaml(d, 1);
+    // The poller has run on this site.yaml: its heartbeat names the text it accepted.
+    const digest = createHash('sha256')
+      .update(await fs.readFile(file, 'utf8'))
+      .digest('hex');
+    await writeHeartbeat(path.join(d, 'jobdirs'), 'poller', { config: { source: file, digest } });
+    const mods = await modulesOf(['status', '--config', file]);
     expect(mods.some((m) => m.endsWith('/src/cli/status.ts'))).toBe(true);
     expect(mods.filter((m) => HEAVY.test(m))).toEqual([]);
+  });
+
+  test('status of a site.yaml no process has accepted validates it: then, and only then, the schema', async () => {
+    const d = await dir();
+    const mods = await modulesOf(['status', '--config', await writeSiteYaml(d, 1)]);
+    expect(mods.some((m) => /\/node_modules\/zod\//.test(m))).toBe(true);
+    expect(
+      mods.filter((m) => /\/node_modules\/(@octokit|@aws-sdk|express|pino|prom-client)\//.test(m)),
+    ).toEqual([]);
   });
 });
 
@@ -423,6 +439,8 @@ describeWithJobUser('config check with backend.run_as', () => {
     const file = await writeSiteYaml(d, 1, ['backend:', '  run_as: no-such-user-hpcbot'].join('\n'));
     const { code, stderr } = await runCli(['config', 'check', '--config', file]);
     expect(code).toBe(2);
-    expect(stderr).toContain(`${file}:13: backend.run_as: user "no-such-user-hpcbot" does not exist`);
+    expect(stderr).toBe(
+      `${file}:13: backend.run_as: user "no-such-user-hpcbot" does not exist; create it (scripts/install-job-user.sh does on a dev machine)\n`,
+    );
   });
 });

@@ -3,7 +3,7 @@
  * clear message and exits 2 (usage: bad options, bad config) or 1 (failure).
  */
 import { spawn } from 'node:child_process';
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { jest } from '@jest/globals';
 import { describeError, DEBUG_HINT, UsageError } from '../src/cli/errors.js';
@@ -61,6 +61,72 @@ describe('usage errors exit 2 with one line', () => {
     expect(code).toBe(2);
   });
 
+  test.each([['server'], ['start'], ['ui']])('%s with a config file that does not exist', async (cmd) => {
+    const missing = path.join(dir, `${cmd}-nope.yaml`);
+    const { code, stdout, stderr } = await runCli([cmd, '--config', missing]);
+    expect(stderr).toBe(
+      `${missing}:?: (top level): cannot read: ENOENT: no such file or directory, open '${missing}'\n`,
+    );
+    expect(stderr).not.toMatch(STACK_FRAME);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+  });
+
+  test.each([
+    [
+      'deliveries recover with a bad --since',
+      () => ['deliveries', 'recover', '--since', '3x', '--config', site],
+      'hpcbot deliveries recover: --since "3x": expected an age such as 90m, 12h or 3d\n',
+    ],
+    [
+      'self-update without --check, --now or --rollback',
+      () => ['self-update', '--config', site],
+      'hpcbot self-update: give one of --check, --now and --rollback\n',
+    ],
+    [
+      'self-update --check without self_update in site.yaml',
+      () => ['self-update', '--check', '--config', site],
+      () => `hpcbot self-update: ${site}: self_update is not set; see README "Self-update"\n`,
+    ],
+    [
+      'deploy forget of something that is no PR number',
+      () => ['deploy', 'forget', 'abc', '--config', site],
+      'hpcbot deploy forget: "abc" is not a pull request number\n',
+    ],
+    [
+      'service install --entry of a file that does not exist',
+      () => [
+        'service',
+        'install',
+        '--dir',
+        path.join(dir, 'units'),
+        '--entry',
+        '/nonexistent',
+        '--config',
+        site,
+      ],
+      'hpcbot service install: --entry /nonexistent: no such file\n',
+    ],
+  ])('%s', async (_what, args, message) => {
+    const { code, stdout, stderr } = await runCli(args(), {
+      env: { XDG_CONFIG_HOME: path.join(dir, 'xdg') },
+    });
+    expect(stderr).toBe(typeof message === 'function' ? message() : message);
+    expect(stderr).not.toMatch(STACK_FRAME);
+    expect(code).toBe(2);
+    expect(stdout).toBe('');
+  });
+
+  test('service install --entry that does not exist writes no unit', async () => {
+    const units = path.join(dir, 'units-refused');
+    const { code } = await runCli(
+      ['service', 'install', '--dir', units, '--entry', path.join(dir, 'no-hpcbot.mjs'), '--config', site],
+      { env: { XDG_CONFIG_HOME: path.join(dir, 'xdg') } },
+    );
+    expect(code).toBe(2);
+    expect(existsSync(units)).toBe(false);
+  });
+
   test('a log level that does not exist', async () => {
     const { code, stderr } = await runCli(['poll', '--once', '--config', site], {
       env: { HPCBOT_LOG_LEVEL: 'loud' },
@@ -78,6 +144,56 @@ describe('failures exit 1 with a clear message', () => {
     expect(stderr).toContain(`hpcbot poll: ${bad} is not an event directory that has been processed\n`);
     expect(stderr).not.toMatch(STACK_FRAME);
     expect(code).toBe(1);
+  });
+
+  test('poll --dir of a directory that does not exist', async () => {
+    const missing = path.join(dir, 'no-such-dir');
+    const { code, stdout, stderr } = await runCli(['poll', '--dir', missing, '--config', site]);
+    expect(stderr).toBe(`hpcbot poll: --dir ${missing}: no such directory\n`);
+    expect(stdout).toBe('');
+    expect(code).toBe(1);
+  });
+
+  test('poll --dir of a directory that is no event or job directory', async () => {
+    const { code, stdout, stderr } = await runCli(['poll', '--dir', dir, '--config', site]);
+    expect(stderr).toBe(
+      `hpcbot poll: --dir ${dir}: not an event or job directory (it has neither event.json nor state.json)\n`,
+    );
+    expect(stdout).toBe('');
+    expect(code).toBe(1);
+  });
+
+  test('config import-eessi of an app.cfg that does not exist', async () => {
+    const missing = path.join(dir, 'app.cfg');
+    const { code, stdout, stderr } = await runCli(['config', 'import-eessi', missing]);
+    expect(stderr).toBe(`hpcbot config import-eessi: cannot read ${missing}: ENOENT\n`);
+    expect(stderr).not.toMatch(STACK_FRAME);
+    expect(stdout).toBe('');
+    expect(code).toBe(1);
+  });
+
+  test('deploy forget of a PR without deploy records', async () => {
+    const { code, stderr } = await runCli(['deploy', 'forget', '12', '--config', site]);
+    expect(stderr).toBe('hpcbot deploy forget: no deploy records of PR #12 in any repository\n');
+    expect(code).toBe(1);
+  });
+
+  test('service install --dir under /proc fails at once instead of hanging in mkdir', async () => {
+    const started = Date.now();
+    const { code, stdout, stderr } = await runCli(
+      ['service', 'install', '--dir', '/proc/nope/units', '--config', site],
+      { env: { XDG_CONFIG_HOME: path.join(dir, 'xdg') } },
+    );
+    expect(stderr).toBe('hpcbot service install: cannot create /proc/nope/units: /proc/nope: ENOENT\n');
+    expect(stdout).toBe('');
+    expect(code).toBe(1);
+    expect(Date.now() - started).toBeLessThan(15_000);
+  });
+
+  test('deliveries recover without an App (webhook mode)', async () => {
+    const { code, stderr } = await runCli(['deliveries', 'recover', '--config', site]);
+    expect(stderr).toMatch(/^hpcbot deliveries recover: ingest\.mode: [^\n]*\n$/);
+    expect(code).toBe(2);
   });
 
   test('sample-event while the server is down', async () => {

@@ -22,10 +22,12 @@ import {
   PR,
   REPO,
   REVIEWER,
+  nextDelivery,
   startHarness,
   stageOf,
   stateOf,
   storeComment,
+  storeRaw,
   tickUntil,
   type Harness,
 } from './support/botHarness.js';
@@ -216,6 +218,69 @@ describe('a scripted run through the real poller', () => {
       artefact: job.result!.artefacts[0],
       detail: expect.stringMatching(/^signed to /),
     });
+  });
+});
+
+describe('one line for a label and for a directory given up on', () => {
+  let h: Harness;
+  afterEach(async () => {
+    await h?.stop();
+  });
+
+  test('a bot:build label: "label received" with who and which label, at info', async () => {
+    h = await startHarness();
+    const out = capture();
+    h.deps.logger = createLogger('poller', { stream: out.stream, isTTY: false, env: {} });
+    openPr(h, PASSING_BOT);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const p = payloads.prLabeled() as Record<string, any>;
+    p.repository.owner.login = OWNER;
+    p.repository.name = REPO;
+    p.number = PR;
+    p.pull_request.number = PR;
+    p.label.name = 'bot:build';
+    p.sender.login = REVIEWER;
+    await storeRaw(h, 'pull_request', p, nextDelivery());
+    await runTick(h.deps);
+    const lines = jsonLines(out.text()).filter((l) => l.msg === 'label received');
+    expect(lines).toEqual([
+      expect.objectContaining({
+        level: 'info',
+        pr: `${OWNER}/${REPO}#${PR}`,
+        sender: REVIEWER,
+        label: 'bot:build',
+      }),
+    ]);
+  });
+
+  test('parked after poller.max_attempts failures: one error line with the PR, the dir and the error', async () => {
+    h = await startHarness(); // poller.max_attempts: 3
+    const out = capture();
+    h.deps.logger = createLogger('poller', { stream: out.stream, isTTY: false, env: {} });
+    let clock = Date.now();
+    h.deps.now = () => new Date(clock);
+    openPr(h, PASSING_BOT);
+    h.fake.failNext('POST', /\/issues\/\d+\/comments$/, 422, 100);
+    const eventDir = await storeComment(h, 'bot: help');
+    for (let i = 0; i < 6; i++) {
+      await runTick(h.deps);
+      clock += 24 * 3600_000; // past any retry delay
+    }
+    const lines = jsonLines(out.text());
+    const parked = lines.filter((l) => /^parked as /.test(l.msg));
+    expect(parked).toHaveLength(1);
+    expect(parked[0]).toMatchObject({
+      level: 'error',
+      pr: `${OWNER}/${REPO}#${PR}`,
+      dir: h.deps.jobdirs.relative(eventDir),
+      attempts: 3,
+      err: expect.stringContaining('422'),
+    });
+    expect(parked[0]!.msg).toBe(
+      `parked as ${String(parked[0]!.stage)} after 3 failed attempts (poller.max_attempts)`,
+    );
+    // The two attempts before it were warnings that say it is retried.
+    expect(lines.filter((l) => l.msg === 'advancing failed; it is retried later')).toHaveLength(2);
   });
 });
 

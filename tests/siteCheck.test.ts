@@ -12,7 +12,8 @@ import { checkOnline } from '../src/config/onlineCheck.js';
 import { checkSite, SLURM_COMMANDS, type SiteProblem } from '../src/config/siteCheck.js';
 import { FakeGitHub } from './support/fakeGithub.js';
 import { S3RVER_CREDENTIALS, startS3Server, type S3TestServer } from './support/s3server.js';
-import { ROOT, runCli, tempDir } from './support/spawn.js';
+import { LOCAL_RUNNER } from '../src/adapters/jobScripts.js';
+import { BIN, ROOT, runCli, tempDir } from './support/spawn.js';
 
 let dir: string;
 let env: NodeJS.ProcessEnv;
@@ -456,5 +457,128 @@ describe('--online', () => {
     expect(lines(config, await checkOnline(config, env))).toEqual([
       `${file}:7: backend.kind: slurm, but sinfo failed (spawn sinfo ENOENT); is slurmctld running and reachable from this machine?`,
     ]);
+  });
+});
+
+// ---- as another user ------------------------------------------------------------------------
+// Tests run as root, who can read every file and sudo anything; what an ordinary bot user meets is
+// checked by running the compiled CLI (npm run build) as the job user of CI (scripts/install-job-user.sh).
+
+const JOB_USER = 'hpcbot-job';
+
+function jobUserIds(): { uid: number; gid: number } | undefined {
+  try {
+    const uid = Number(execFileSync('id', ['-u', JOB_USER], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', JOB_USER], { encoding: 'utf8' }).trim());
+    return { uid, gid };
+  } catch {
+    return undefined;
+  }
+}
+
+const jobUser = jobUserIds();
+const isRoot = process.getuid?.() === 0;
+if (!isRoot || !jobUser)
+  console.warn(
+    `SKIPPED siteCheck tests that switch user: ${!isRoot ? 'not running as root' : `no user ${JOB_USER} (run scripts/install-job-user.sh as root)`}`,
+  );
+const describeAsRoot = isRoot && jobUser ? describe : describe.skip;
+
+/** `hpcbot config check --config file` (compiled CLI) as the job user, with only `vars` in its environment. */
+async function configCheckAs(
+  file: string,
+  vars: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const assignments = Object.entries(vars).map(([k, v]) => `${k}=${v}`);
+  const proc = spawn(
+    'sudo',
+    [
+      '-n',
+      '-u',
+      JOB_USER,
+      '--',
+      'env',
+      '-i',
+      ...assignments,
+      process.execPath,
+      BIN,
+      'config',
+      'check',
+      '--config',
+      file,
+    ],
+    { cwd: path.dirname(file), stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  let stderr = '';
+  proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const code = await new Promise<number | null>((resolve) => proc.on('close', (c) => resolve(c)));
+  return { code, stdout, stderr };
+}
+
+describeAsRoot('checked as an ordinary user (the compiled CLI run as the job user)', () => {
+  beforeEach(async () => {
+    await fs.chown(dir, jobUser!.uid, jobUser!.gid); // the bot's user owns its config dir
+  });
+
+  test('an App key file that exists but the bot user cannot read', async () => {
+    const key = await writeKey('app.pem', appKey()); // root's, mode 600
+    const file = await site(...DRY_RUN, '  app_id: 12', `  private_key_file: ${key}`);
+    await fs.chown(file, jobUser!.uid, jobUser!.gid);
+    const { code, stdout, stderr } = await configCheckAs(file, {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: dir,
+      HPCBOT_TEST_WEBHOOK_SECRET: 'hook-secret',
+    });
+    expect(stderr).toBe(
+      `${file}:7: github.private_key_file: the App private key ${key} is not readable by this user (uid ${jobUser!.uid}); download a private key from the GitHub App's settings and save it there, readable by the bot's user only\n`,
+    );
+    expect(stdout).toBe('');
+    expect(code).toBe(2);
+  });
+
+  test('run_as: sudo that does not let the bot user run the job commands as the job user', async () => {
+    // The job user as the bot's user too: it has no sudoers rule at all.
+    const file = await site(...DRY_RUN, 'backend:', `  run_as: ${JOB_USER}`);
+    await fs.chown(file, jobUser!.uid, jobUser!.gid);
+    const { code, stdout, stderr } = await configCheckAs(file, {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: dir,
+      HPCBOT_TEST_WEBHOOK_SECRET: 'hook-secret',
+    });
+    expect(stderr).toBe(
+      `${file}:7: backend.run_as: unusable: sudo does not let this user run ${LOCAL_RUNNER} 1 job-script, ${LOCAL_RUNNER} --cancel 2 as ${JOB_USER} without a password; add the sudoers rule from the README ("backend.run_as")\n`,
+    );
+    expect(stdout).toBe('');
+    expect(code).toBe(2);
+  });
+});
+
+describeAsRoot('backend.run_as (checked as root, for the job user)', () => {
+  const runAs = ['backend:', `  run_as: ${JOB_USER}`];
+
+  test('a jobdirs the job user cannot reach; with search permission on the way it passes', async () => {
+    // mkdtemp made `dir` mode 700: the job user cannot pass it.
+    const file = await site(...DRY_RUN, ...runAs);
+    const jobdirs = loadConfig(file).jobdirs;
+    expect(await problems(file)).toEqual([
+      `${file}:2: jobdirs: the job user ${JOB_USER} cannot reach ${jobdirs}; give every directory above it search permission for others (chmod o+x)`,
+    ]);
+    await fs.chmod(dir, 0o755);
+    expect(await problems(file)).toEqual([]);
+  });
+
+  test('a job script the job user cannot read; readable by others it passes', async () => {
+    await fs.chmod(dir, 0o755);
+    const script = path.join(dir, 'job.sh');
+    await fs.writeFile(script, '#!/bin/sh\n', { mode: 0o700 });
+    await fs.chmod(script, 0o700);
+    const file = await site(...DRY_RUN, ...runAs, 'build:', `  job_script: ${script}`);
+    expect(await problems(file)).toEqual([
+      `${file}:9: build.job_script: the job user ${JOB_USER} cannot read the job script ${script}`,
+    ]);
+    await fs.chmod(script, 0o755);
+    expect(await problems(file)).toEqual([]);
   });
 });

@@ -272,11 +272,14 @@ describe('the config as the running processes see it', () => {
     await fs.rm(d, { recursive: true, force: true });
   });
 
-  test('with no process running, status says so rather than guess', async () => {
+  test('with no process running, status checks the file itself and says nothing uses it', async () => {
     const d = await tempDir('hpcbot-status-');
     const file = await writeSiteYaml(d, 1);
     const report = await collectStatus(await locate(file), NOW);
-    expect(report.config.valid).toBeUndefined();
+    expect(report.config).toMatchObject({ valid: true, inUse: false });
+    expect(formatStatus(report, NOW)).toContain(
+      `config    ${file}: valid, not in use by a running process\n`,
+    );
     expect(report.processes).toEqual({
       server: { liveness: 'never ran' },
       poller: { liveness: 'never ran' },
@@ -285,6 +288,81 @@ describe('the config as the running processes see it', () => {
     expect(formatStatus(report, NOW)).toContain('deliveries (last 10)\n  none\n');
     await fs.rm(d, { recursive: true, force: true });
   });
+});
+
+describe('a site.yaml that does not validate while no process runs', () => {
+  const badCron = (file: string) =>
+    fs.appendFile(file, 'poller:\n  schedule: "every minute"\n').then(() => file);
+
+  test('status says it is invalid, with the error, not that nothing uses it', async () => {
+    const d = await tempDir('hpcbot-status-');
+    const file = await badCron(await writeSiteYaml(d, 1));
+    const report = await collectStatus(await locate(file), NOW);
+    expect(report.config.valid).toBe(false);
+    expect(report.config.inUse).toBe(false);
+    expect(report.config.problem).toMatch(new RegExp(`^${file}:\\d+: poller\\.schedule: `));
+    const text = formatStatus(report, NOW);
+    expect(text).toContain(
+      `config    ${file}: INVALID, not in use by a running process (a start would refuse it): ${report.config.problem}\n`,
+    );
+    expect(text).not.toContain('hpcbot config check validates it');
+    await fs.rm(d, { recursive: true, force: true });
+  });
+
+  test('as a user runs it: exit 0, the config line names the error', async () => {
+    const d = await tempDir('hpcbot-status-');
+    const file = await badCron(await writeSiteYaml(d, 1));
+    const { code, stdout, stderr } = await runCli(['status', '--config', file]);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(
+      new RegExp(
+        `^config {4}${file}: INVALID, not in use by a running process \\(a start would refuse it\\): ${file}:\\d+: poller\\.schedule: [^\\n]+$`,
+        'm',
+      ),
+    );
+    await fs.rm(d, { recursive: true, force: true });
+  });
+
+  test('a stopped process that accepted exactly this text vouches for it (no validation needed)', async () => {
+    const d = await tempDir('hpcbot-status-');
+    const file = await writeSiteYaml(d, 1);
+    const located = await locate(file);
+    await writeHeartbeat(
+      path.join(d, 'jobdirs'),
+      'poller',
+      { config: { source: file, digest: located.digest } },
+      NOW,
+    );
+    const hb = JSON.parse(
+      await fs.readFile(heartbeatPath(path.join(d, 'jobdirs'), 'poller'), 'utf8'),
+    ) as Heartbeat;
+    await fs.writeFile(
+      heartbeatPath(path.join(d, 'jobdirs'), 'poller'),
+      JSON.stringify({ ...hb, pid: await deadPid() }),
+    );
+    const report = await collectStatus(located, NOW);
+    expect(report.processes.poller.liveness).toBe('stopped');
+    expect(report.config).toMatchObject({ valid: true, inUse: false });
+    await fs.rm(d, { recursive: true, force: true });
+  });
+});
+
+test('locate reads instance and jobdirs of simple lines without the YAML parser, the same as YAML', async () => {
+  const { simpleTopLevel } = await import('../src/cli/status.js');
+  expect(simpleTopLevel('instance: test\njobdirs: "/srv/bot jobs" # here\n')).toEqual({
+    instance: 'test',
+    jobdirs: '/srv/bot jobs',
+  });
+  // Anything not plainly a string is left to the YAML parser.
+  for (const text of [
+    'jobdirs: 123\n',
+    'jobdirs: x\njobdirs: y\n',
+    '{jobdirs: x}\n',
+    'jobdirs: a: b\n',
+    'jobdirs: *x\n',
+  ])
+    expect(simpleTopLevel(text)).toBeUndefined();
 });
 
 test('liveness: alive, stale, stopped, on another host, never ran', () => {

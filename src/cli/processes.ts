@@ -4,6 +4,8 @@
  * startup summary; the server then says "ready" once it listens (when /healthz answers).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import { configErrorAt, loadConfig, type Config } from '../config/config.js';
 import { checkSite } from '../config/siteCheck.js';
 import { createLogger } from '../log.js';
@@ -114,13 +116,39 @@ export async function pollCommand(opts: {
   summary?: boolean;
 }): Promise<number> {
   stopWithParent();
+  // Loaded while site.yaml is checked (the check waits on the file system): the poller's modules are
+  // most of a `poll --once`. A config that fails the check ends the process before this is used.
+  const poller = import('../poller.js');
+  poller.catch(() => {}); // reported where it is awaited
   const { config, warnings } = await loadChecked(opts);
+  if (opts.dir !== undefined) await checkWorkDir(opts.dir);
   const logger = createLogger('poller');
   for (const w of warnings) logger.warn(w);
   const longRunning = !opts.once && !opts.dir && !opts.replay;
   if (longRunning && opts.summary !== false) logger.info(startupSummary(config));
-  const { runPollerCommand } = await import('../poller.js');
+  const { runPollerCommand } = await poller;
   return await runPollerCommand(config, logger, opts, warnings);
+}
+
+/**
+ * `poll --dir`: a path that is no event or job directory is the operator's mistake, said in one line
+ * before the poller starts (and logs), not a tick that fails on it.
+ */
+export async function checkWorkDir(dir: string): Promise<void> {
+  const abs = path.resolve(dir);
+  const stat = await fs.stat(abs).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return undefined;
+    throw new Error(`--dir ${abs}: cannot read it: ${err.code ?? err.message}`, { cause: err });
+  });
+  if (!stat) throw new Error(`--dir ${abs}: no such directory`);
+  if (!stat.isDirectory()) throw new Error(`--dir ${abs}: not a directory`);
+  const names = await fs.readdir(abs).catch((err: NodeJS.ErrnoException) => {
+    throw new Error(`--dir ${abs}: cannot read it: ${err.code ?? err.message}`, { cause: err });
+  });
+  // The names of ingest/eventStore.ts (EVENT_FILE) and store/state.ts (STATE_FILE), not imported
+  // so that this check loads nothing.
+  if (!names.includes('event.json') && !names.includes('state.json'))
+    throw new Error(`--dir ${abs}: not an event or job directory (it has neither event.json nor state.json)`);
 }
 
 /** After a self-update switched `current`, stop with EXIT_RESTART so that the unit starts the new code. */

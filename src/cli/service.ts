@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, secretEnvNames, userConfigDir, type Config } from '../config/config.js';
-import { createFileExclusive, mkdirDurable, writeFileAtomic } from '../store/fsutil.js';
+import { createFileExclusive, fsyncDir, writeFileAtomic } from '../store/fsutil.js';
 import { UsageError } from './errors.js';
 
 const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -84,6 +84,49 @@ export function envFileText(config: Config): string {
   ].join('\n');
 }
 
+/** --entry: units that run a file that is not there fail only at `systemctl start`; refuse it here. */
+async function checkEntry(entry: string): Promise<void> {
+  const abs = path.resolve(entry);
+  const stat = await fs.stat(abs).catch((err: NodeJS.ErrnoException) => {
+    throw new UsageError(
+      `--entry ${abs}: ${err.code === 'ENOENT' ? 'no such file' : (err.code ?? err.message)}`,
+    );
+  });
+  if (!stat.isFile())
+    throw new UsageError(`--entry ${abs}: not a file (give the hpcbot script, bin/hpcbot.mjs)`);
+}
+
+/**
+ * Create `dir` and its missing parents, one level at a time. Not `mkdir -p` (fs.mkdir recursive),
+ * which never returns on a path under /proc (Node retries ENOENT there for ever).
+ */
+export async function makeDir(dir: string): Promise<void> {
+  const abs = path.resolve(dir);
+  const missing: string[] = [];
+  let d = abs;
+  for (;;) {
+    const stat = await fs.stat(d).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw new Error(`cannot create ${abs}: ${d}: ${err.code ?? err.message}`, { cause: err });
+    });
+    if (stat) {
+      if (!stat.isDirectory()) throw new Error(`cannot create ${abs}: ${d} is not a directory`);
+      break;
+    }
+    missing.unshift(d);
+    const parent = path.dirname(d);
+    if (parent === d) break;
+    d = parent;
+  }
+  for (const m of missing) {
+    await fs.mkdir(m).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST')
+        throw new Error(`cannot create ${abs}: ${m}: ${err.code ?? err.message}`, { cause: err });
+    });
+    await fsyncDir(path.dirname(m)); // the new entry is on disk before anything is written in it
+  }
+}
+
 export interface InstallResult {
   written: string[];
   envFile: string;
@@ -101,12 +144,13 @@ export async function installUnits(opts: {
   const env = opts.env ?? process.env;
   const user = opts.user ?? false;
   const config = loadConfig(opts.config);
+  if (opts.entry !== undefined) await checkEntry(opts.entry);
   const envFile = path.join(userConfigDir(env), 'env');
   const values: UnitValues = {
     node: process.execPath,
     // With self_update, the units run whatever release `current` names.
     entry:
-      opts.entry ??
+      (opts.entry !== undefined ? path.resolve(opts.entry) : undefined) ??
       (config.self_update
         ? path.join(config.self_update.dir, 'current', 'bin', 'hpcbot.mjs')
         : path.join(PACKAGE_ROOT, 'bin', 'hpcbot.mjs')),
@@ -120,14 +164,14 @@ export async function installUnits(opts: {
     text: renderUnit(readFileSync(path.join(UNIT_TEMPLATES, name), 'utf8'), values),
   }));
   const dir = opts.dir ?? unitDir(user, env);
-  await mkdirDurable(dir);
+  await makeDir(dir);
   const written: string[] = [];
   for (const unit of units) {
     const file = path.join(dir, unit.name);
     await writeFileAtomic(file, unit.text, { mode: 0o644 });
     written.push(file);
   }
-  await mkdirDurable(path.dirname(envFile));
+  await makeDir(path.dirname(envFile));
   const envFileCreated = await createFileExclusive(envFile, envFileText(config), { mode: 0o600 });
   await fs.chmod(envFile, 0o600); // one the admin made by hand may be readable by others
   return { written, envFile, envFileCreated, lines: systemctlLines(user) };

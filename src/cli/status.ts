@@ -11,7 +11,6 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import YAML from 'yaml';
 import { pidAlive } from '../adapters/process.js';
 import {
   readHeartbeat,
@@ -71,11 +70,16 @@ export interface StatusReport {
   config: {
     source: string;
     digest: string;
-    /** From the running processes' heartbeats; absent when no running process has read this file. */
+    /**
+     * From the running processes' heartbeats; when none of them has read this file, from a process
+     * that accepted exactly this text before, else from validating the file now.
+     */
     valid?: boolean;
     problem?: string;
     /** Since when a running process has been rejecting the file. */
     invalidSince?: string;
+    /** Whether a running process uses this file (false: the verdict is not a running process's). */
+    inUse?: boolean;
   };
   processes: Record<ProcessName, ProcessStatus>;
   lastTick?: TickSummary;
@@ -108,7 +112,7 @@ export async function locate(file: string): Promise<Located> {
   const source = path.resolve(file);
   try {
     const text = readFileSync(source, 'utf8');
-    const raw = YAML.parse(text) as { instance?: unknown; jobdirs?: unknown } | null;
+    const raw = simpleTopLevel(text) ?? (await parseYaml(text));
     if (typeof raw?.jobdirs === 'string')
       return {
         source,
@@ -124,6 +128,62 @@ export async function locate(file: string): Promise<Located> {
   return { source, instance: cfg.instance, jobdirs: cfg.jobdirs, digest: cfg.digest ?? '' };
 }
 
+/** A top-level `key: value` line whose value is a plain or quoted scalar without escapes. */
+const SIMPLE_LINE = (key: string) =>
+  new RegExp(
+    `^${key}:[ \\t]+(?:'([^'\\n]*)'|"([^"\\\\\\n]*)"|([^\\s'"#{}\\[\\]&*!|>%@\`,?:-][^#\\n]*?))[ \\t]*(?:[ \\t]#[^\\n]*)?$`,
+    'gm',
+  );
+
+/**
+ * Pure: `instance` and `jobdirs` read from lines of the simple form site.yaml files have (a plain or
+ * quoted scalar after the key at the top level), without loading the YAML parser (a tenth of a
+ * second of `status`). Undefined for anything else (a key given twice, a flow mapping, a block
+ * scalar, a value with `: ` in it, several documents): then the YAML parser decides.
+ */
+export function simpleTopLevel(text: string): { instance?: string; jobdirs?: string } | undefined {
+  if (/^(?:---|\.\.\.|%)/m.test(text.replace(/^---[ \t]*\n/, ''))) return undefined;
+  const out: { instance?: string; jobdirs?: string } = {};
+  for (const key of ['instance', 'jobdirs'] as const) {
+    const matches = [...text.matchAll(SIMPLE_LINE(key))];
+    const anyLine = text.match(new RegExp(`^${key}\\s*:`, 'gm')) ?? [];
+    if (matches.length !== anyLine.length || matches.length > 1) return undefined;
+    const m = matches[0];
+    if (!m) continue;
+    const value = m[1] ?? m[2] ?? m[3]!;
+    if (m[3] !== undefined && (/:\s/.test(value) || /^(?:null|~|true|false|[-+.\d])/i.test(value)))
+      return undefined; // a mapping, or a scalar YAML reads as something other than a string
+    out[key] = value;
+  }
+  return out.jobdirs === undefined ? undefined : out;
+}
+
+async function parseYaml(text: string): Promise<{ instance?: unknown; jobdirs?: unknown } | null> {
+  const YAML = (await import('yaml')).default;
+  return YAML.parse(text) as { instance?: unknown; jobdirs?: unknown } | null;
+}
+
+/**
+ * The verdict on site.yaml when no running process has one: valid if a process (stopped by now)
+ * accepted exactly this text, else what validating it now says. Never "not known": an admin who
+ * edits site.yaml while the bot is down learns here that the next start would refuse it.
+ */
+export async function checkedNow(
+  located: Located,
+  heartbeats: Array<Heartbeat | undefined>,
+): Promise<{ valid: boolean; problem?: string }> {
+  if (heartbeats.some((hb) => hb?.config?.digest === located.digest && located.digest !== ''))
+    return { valid: true };
+  const { ConfigError, loadConfig } = await import('../config/config.js');
+  try {
+    loadConfig(located.source);
+    return { valid: true };
+  } catch (err) {
+    if (err instanceof ConfigError) return { valid: false, problem: err.message };
+    throw err;
+  }
+}
+
 /**
  * Pure: the config's verdict from the running processes. Invalid once one of them rejected the file
  * (it keeps its last good one); valid once one of them uses exactly this file; else unknown.
@@ -134,8 +194,10 @@ export function configVerdict(located: Located, running: Heartbeat[]): StatusRep
     .map((hb) => hb.config?.error)
     .filter((e): e is { message: string; since: string } => e !== undefined)
     .sort((a, b) => a.since.localeCompare(b.since))[0];
-  if (rejected) return { ...base, valid: false, problem: rejected.message, invalidSince: rejected.since };
-  if (running.some((hb) => hb.config?.digest === located.digest)) return { ...base, valid: true };
+  if (rejected)
+    return { ...base, valid: false, problem: rejected.message, invalidSince: rejected.since, inUse: true };
+  if (running.some((hb) => hb.config?.digest === located.digest))
+    return { ...base, valid: true, inUse: true };
   return base;
 }
 
@@ -172,6 +234,10 @@ export async function collectStatus(located: Located, now = new Date()): Promise
   const running = [server, poller].filter(
     (hb): hb is Heartbeat => hb !== undefined && liveness(hb, now) === 'alive',
   );
+
+  let config = configVerdict(located, running);
+  if (config.valid === undefined)
+    config = { ...config, ...(await checkedNow(located, [server, poller])), inUse: false };
 
   const states = scanStates(jobdirs.root, brief);
   const queue = countEntries(jobdirs.queueDir);
@@ -230,7 +296,7 @@ export async function collectStatus(located: Located, now = new Date()): Promise
   return {
     instance: located.instance,
     jobdirs: jobdirs.root,
-    config: configVerdict(located, running),
+    config,
     processes: { server: processStatus(server), poller: processStatus(poller) },
     lastTick: poller?.lastTick,
     backend: poller?.backend,
@@ -309,9 +375,13 @@ export function formatStatus(r: StatusReport, now: Date): string {
   const config =
     c.valid === undefined
       ? `${c.source}: not in use by a running process (hpcbot config check validates it)`
-      : c.valid
-        ? `${c.source}: valid, in use`
-        : `${c.source}: INVALID since ${c.invalidSince} (${age(c.invalidSince, now)} ago), the last good one stays in use: ${c.problem}`;
+      : c.inUse === false
+        ? c.valid
+          ? `${c.source}: valid, not in use by a running process`
+          : `${c.source}: INVALID, not in use by a running process (a start would refuse it): ${c.problem}`
+        : c.valid
+          ? `${c.source}: valid, in use`
+          : `${c.source}: INVALID since ${c.invalidSince} (${age(c.invalidSince, now)} ago), the last good one stays in use: ${c.problem}`;
   out.push(`instance  ${r.instance}`, `config    ${config}`, `jobdirs   ${r.jobdirs}`);
 
   for (const name of ['server', 'poller'] as const) {

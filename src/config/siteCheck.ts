@@ -16,6 +16,7 @@ import {
   JobUserError,
   lookupJobUser,
   NO_JOB_USER_WARNING,
+  permits,
   reachableBy,
   readableBy,
   type JobUser,
@@ -147,15 +148,24 @@ async function checkSecretFiles(cfg: Config, env: NodeJS.ProcessEnv, user: JobUs
     [cfg.jobdirs, 'jobdirs'],
     ...(shared ? [[shared, 'build.site_config.shared_fs_path'] as [string, string]] : []),
   ];
+  // Compared as real paths: a jobdirs reached through a symbolic link is still jobdirs.
+  const realPlaces = await Promise.all(
+    places.map(async ([dir, name]) => [dir, name, await realPathOf(dir)] as const),
+  );
   for (const { keyPath, file, what } of secretFiles(cfg, env)) {
     const add = (message: string) => errors.push({ keyPath, message });
-    const real = await fs.realpath(file).catch(() => file);
-    for (const [dir, name] of places)
-      if (isInside(file, dir) || isInside(real, dir))
+    const real = await realPathOf(file);
+    for (const [dir, name, realDir] of realPlaces)
+      if (isInside(file, dir) || isInside(real, realDir))
         add(`${what} (${file}) is under ${name} (${dir}), where jobs can reach it; move it out`);
     const readableByJobUser = user !== undefined && (await readableBy(real, user));
     if (readableByJobUser)
       add(`${what} (${file}) is readable by the job user ${user.name}; chmod 600 it (and 700 its directory)`);
+    const parent = path.dirname(real);
+    if (user !== undefined && (await writableBy(parent, user)))
+      add(
+        `${what} (${file}) is in ${parent}, which the job user ${user.name} can write, so a job could replace it; make that directory writable by the bot's user only`,
+      );
     const problem = await fileProblem(file, 'file', constants.R_OK);
     if (problem === 'does not exist' && keyPath === 'github.webhook_secret_file') continue; // generated on start
     if (problem) {
@@ -174,6 +184,27 @@ async function checkSecretFiles(cfg: Config, env: NodeJS.ProcessEnv, user: JobUs
       );
   }
   return errors;
+}
+
+/**
+ * The real path of `p` (symbolic links resolved); for a path that does not exist yet, the real path of
+ * its nearest existing ancestor with the rest appended.
+ */
+async function realPathOf(p: string): Promise<string> {
+  const abs = path.resolve(p);
+  try {
+    return await fs.realpath(abs);
+  } catch {
+    const parent = path.dirname(abs);
+    return parent === abs ? abs : path.join(await realPathOf(parent), path.basename(abs));
+  }
+}
+
+/** Whether `user` can create, rename or delete entries in the existing directory `dir`. */
+async function writableBy(dir: string, user: JobUser): Promise<boolean> {
+  const st = await fs.stat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) return false;
+  return permits(st, user, 2) && permits(st, user, 1) && (await reachableBy(dir, user));
 }
 
 const SECRET_FIX: Record<string, string> = {
@@ -408,20 +439,31 @@ async function checkJobUser(cfg: Config, user: JobUser): Promise<SiteProblem[]> 
       keyPath: 'build.job_script',
       message: `the job user ${user.name} cannot read the job script ${script}`,
     });
-  const command =
-    cfg.backend.kind === 'local' ? LOCAL_RUNNER : cfg.backend.kind === 'pbs' ? 'qsub' : 'sbatch';
-  if (!(await sudoAllows(user.name, command)))
+  const denied: string[] = [];
+  for (const argv of SUDO_COMMANDS[cfg.backend.kind])
+    if (!(await sudoAllows(user.name, argv))) denied.push(argv.join(' '));
+  if (denied.length > 0)
     errors.push({
       keyPath: 'backend.run_as',
-      message: `sudo does not let this user run ${command} as ${user.name} without a password; add the sudoers rule from the README ("backend.run_as")`,
+      message: `unusable: sudo does not let this user run ${denied.join(', ')} as ${user.name} without a password; add the sudoers rule from the README ("backend.run_as")`,
     });
   return errors;
 }
 
+/** What each backend runs through sudo as the job user (a job id stands in for the real one). */
+export const SUDO_COMMANDS: Record<Config['backend']['kind'], string[][]> = {
+  local: [
+    [LOCAL_RUNNER, '1', 'job-script'],
+    [LOCAL_RUNNER, '--cancel', '2'],
+  ],
+  slurm: [['sbatch'], ['scancel', '1'], ['scontrol', 'release', '1']],
+  pbs: [['qsub'], ['qrls', '1'], ['qdel', '1']],
+};
+
 /** `sudo -n -l` answers whether a command is allowed without running it. */
-async function sudoAllows(user: string, command: string): Promise<boolean> {
+async function sudoAllows(user: string, argv: string[]): Promise<boolean> {
   try {
-    await run('sudo', ['-n', '-l', '-u', user, '--', command], { timeoutMs: 10_000 });
+    await run('sudo', ['-n', '-l', '-u', user, '--', ...argv], { timeoutMs: 10_000 });
     return true;
   } catch {
     return false;

@@ -3,7 +3,7 @@
  * (`hpcbot ui`). Only state.json files are read (never event.json, no git), so that it stays fast with
  * tens of thousands of job dirs.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { isTempName } from './fsutil.js';
 import { STATE_FILE, type DirState } from './state.js';
@@ -43,7 +43,7 @@ export function scanStates<T>(
   const keep = (dir: string) => {
     let state: DirState;
     try {
-      state = JSON.parse(readFileSync(path.join(dir, STATE_FILE), 'utf8')) as DirState;
+      state = JSON.parse(readSmall(`${dir}${path.sep}${STATE_FILE}`)) as DirState;
     } catch {
       return; // not taken up by the poller yet, or unreadable: not counted
     }
@@ -60,6 +60,25 @@ export function scanStates<T>(
               for (const node of listEntries(run)) listEntries(node).forEach(keep);
           }
   return found;
+}
+
+/** One buffer for every state file: most are a few hundred bytes. */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
+/**
+ * The text of a small file: open, one read into a shared buffer, close. readFileSync also asks for
+ * the size (fstat) and allocates per file; over 10,000 state files that was a quarter of the reading.
+ */
+function readSmall(file: string): string {
+  const fd = openSync(file, 'r');
+  let n: number;
+  try {
+    n = readSync(fd, READ_BUFFER, 0, READ_BUFFER.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (n === READ_BUFFER.length) return readFileSync(file, 'utf8'); // larger than the buffer
+  return READ_BUFFER.toString('utf8', 0, n);
 }
 
 export function countEntries(dir: string): number {

@@ -132,7 +132,9 @@ export function renderOverview(o: Overview, now: Date): string {
   const config =
     s.config.valid === false
       ? html`<td class="bad">INVALID: ${s.config.problem}</td>`
-      : html`<td>${s.config.valid ? 'valid, in use' : 'not in use by a running process'}</td>`;
+      : html`<td>
+          ${!s.config.valid ? '' : 'valid, '}${s.config.inUse ? 'in use' : 'not in use by a running process'}
+        </td>`;
   const health = html`<table class="health">
     <tbody>
       ${processes}

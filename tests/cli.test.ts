@@ -8,6 +8,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { jest } from '@jest/globals';
+import { NO_JOB_USER_WARNING } from '../src/adapters/jobUser.js';
 import { writeHeartbeat } from '../src/store/heartbeat.js';
 import { makeDelivery, payloads, send } from './support/payloads.js';
 import {
@@ -263,6 +264,8 @@ describe('start', () => {
       expect(await waitForHttp(`http://127.0.0.1:${port}/healthz`)).toBe(200);
       await child.waitForOutput(/"name":"poller"/);
       expect(child.proc.exitCode).toBeNull();
+      // No backend.run_as here: said plainly, once for the whole start (by the poller).
+      expect((child.stdout() + child.stderr()).split(NO_JOB_USER_WARNING)).toHaveLength(2);
       // The children are this CLI as it was started: compiled, or the sources through tsx.
       const children = (await fs.readFile(`/proc/${child.proc.pid}/task/${child.proc.pid}/children`, 'utf8'))
         .trim()

@@ -22,6 +22,8 @@ import {
 import { describeSlurm, pollUntil, sacctJob, slurm, squeueJob } from '../support/slurm.js';
 
 // --no-requeue: without it Slurm requeues a batch job whose node failed instead of ending it as NODE_FAIL.
+/** The Slurm job name of this file's jobs (job_name_prefix + `-test`, the instance). */
+const JOB_NAME = `hpcbot-r${process.pid}-test`;
 const SLURM = [
   'backend:',
   '  kind: slurm',
@@ -190,30 +192,35 @@ describeSlurm('rebuild and infrastructure retries on Slurm', () => {
     expect(data.rows.find((r) => r.status === 'resubmitted')?.comment).toBe(
       'resubmitted after NODE_FAIL (1 of 1)',
     );
-    // Exactly one more Slurm job of this bot since the failed one: its one resubmission (slurmdbd
-    // records jobs a moment after they end, hence the polling).
-    const name = (await sacctJob(jobId))!.JobName;
+    // Exactly one more Slurm job of this bot since the failed one: its one resubmission. slurmctld
+    // forgets ended jobs after MinJobAge, and slurmdbd may take minutes to record them on a busy
+    // machine, so the jobs are taken from both: `squeue --states=all`, then sacct.
+    // (sacct may still call a job that ended NODE_FAIL `allocation`: the name is taken from the config.)
+    const name = JOB_NAME;
+    const seen = new Set<string>();
+    const jobsOfName = async (cmd: string, args: string[]) =>
+      (await slurm(cmd, args).catch(() => ''))
+        .split('\n')
+        .map((l) => l.split('|'))
+        .filter(([id, n]) => n === name && /^\d+$/.test(id ?? '') && Number(id) >= Number(jobId))
+        .forEach(([id]) => seen.add(id!));
     const since = await pollUntil(
-      async () =>
-        (
-          await slurm('sacct', [
-            '-X',
-            '-n',
-            '-P',
-            '-a',
-            `--name=${name}`,
-            '-o',
-            'JobID,JobName',
-            '-S',
-            'now-1hour',
-          ])
-        )
-          .split('\n')
-          .map((l) => l.split('|'))
-          .filter(([id, n]) => n === name && /^\d+$/.test(id ?? '') && Number(id) >= Number(jobId))
-          .map(([id]) => id)
-          .sort(),
-      (ids) => ids.includes(data.job_id!),
+      async () => {
+        await jobsOfName('squeue', ['--states=all', '-h', `--name=${name}`, '-o', '%i|%j']);
+        await jobsOfName('sacct', [
+          '-X',
+          '-n',
+          '-P',
+          '-a',
+          `--name=${name}`,
+          '-o',
+          'JobID,JobName',
+          '-S',
+          'now-1hour',
+        ]);
+        return [...seen].sort();
+      },
+      (ids) => ids.includes(jobId) && ids.includes(data.job_id!),
       { timeoutMs: 180_000 },
     );
     expect(since).toEqual([jobId, data.job_id!].sort());

@@ -166,20 +166,10 @@ export async function recoverMissed(deps: PullDeps, windowSeconds?: number): Pro
   return report;
 }
 
-/**
- * Whether `guid` is on disk (isDeliveryStored): a claim whose event dir was published counts even if
- * that dir went to the trash since (its PR closed), so neither a pull nor a look-back ever brings an
- * event of a closed PR back; a claim whose event dir never appeared (a pull killed while storing it)
- * does not, so storing the delivery again finishes it.
- */
-export function isStored(jobdirs: JobDirs, guid: string): boolean {
-  return isDeliveryStored(jobdirs, guid);
-}
-
-/** Fetch one listed delivery and store it, unless it is not ours to store or already on disk. */
+/** Fetch one listed delivery and store it, unless it is not ours to store or already stored (isDeliveryStored). */
 async function takeIn(deps: PullDeps, d: DeliverySummary): Promise<'stored' | 'present' | 'ignored'> {
   if (!STORED_EVENTS.has(d.event) || !isValidDeliveryId(d.guid)) return 'ignored';
-  if (isStored(deps.jobdirs, d.guid)) return 'present';
+  if (isDeliveryStored(deps.jobdirs, d.guid)) return 'present';
   const detail = await deps.deliveries.get(d.id);
   const incoming = toIncoming(deps.config, detail, deps.now());
   if ('ignored' in incoming) {

@@ -135,28 +135,34 @@ test('links committed where the bot writes, without run_as: nothing outside the 
 
 test.each([
   [
-    'a fifo start marker and an exit status linked to /dev/zero',
-    'mkfifo "$started"',
-    'ln -s /dev/zero "$exited"',
+    'leaves a fifo start marker and an exit status linked to /dev/zero',
+    'FAILED',
+    ['mkfifo "$started"', 'ln -s /dev/zero "$exited"'],
   ],
   [
-    'a start marker linked to /dev/zero and a fifo exit status',
-    'ln -s /dev/zero "$started"',
-    'mkfifo "$exited"',
+    'leaves a start marker linked to /dev/zero and a fifo exit status',
+    'FAILED',
+    ['ln -s /dev/zero "$started"', 'mkfifo "$exited"'],
+  ],
+  // A pid that is not a process of the job user started after the job: not its runner, so it ended.
+  ['writes pid 1 (old, and root) into its start marker', 'NODE_FAIL', ['echo "1 1" >"$started"']],
+  [
+    'writes the poller’s pid into its start marker',
+    'NODE_FAIL',
+    [`echo "${process.pid} ${process.pid}" >"$started"`],
   ],
 ])(
-  'a job that leaves %s: the tick completes and the job ends FAILED',
-  async (_what, plantStarted, plantExit) => {
+  'a job that kills its runner and %s: the tick completes and the job ends %s',
+  async (_what, ended, plant) => {
     const h = await startHarness();
     try {
-      // The build kills the runner (so it never writes the exit status) and replaces both markers.
+      // The build kills the runner (so it never writes the exit status) and replaces the markers.
       const build = [
         '#!/bin/bash',
         'started=.hpcbot-local-${SLURM_JOB_ID}.started; exited=.hpcbot-local-${SLURM_JOB_ID}.exit',
         'read -r runner _ <"$started"',
         'rm -f "$started" "$exited"',
-        plantStarted,
-        plantExit,
+        ...plant,
         'kill -9 "$runner"',
         'exit 0',
       ].join('\n');
@@ -171,45 +177,7 @@ test.each([
         60_000,
       );
       const [dir] = await jobDirsOf(h);
-      const state = await stateOf<JobData>(dir!);
-      expect(state.data.scheduler_state).toBe('FAILED');
-    } finally {
-      await h.stop();
-    }
-  },
-  90_000,
-);
-
-test.each([
-  ['pid 1 (old, and root)', 'echo "1 1" >"$started"'],
-  ['the pid of the poller (older than the job)', `echo "${process.pid} ${process.pid}" >"$started"`],
-])(
-  'a job that writes %s into its start marker and kills its runner is not seen running: it ends',
-  async (_what, plant) => {
-    const h = await startHarness();
-    try {
-      const build = [
-        '#!/bin/bash',
-        'started=.hpcbot-local-${SLURM_JOB_ID}.started',
-        'read -r runner _ <"$started"',
-        'rm -f "$started"',
-        plant,
-        'kill -9 "$runner"',
-        'exit 0',
-      ].join('\n');
-      openPr(h, { ...PASSING_BOT, 'bot/build.sh': build });
-      await storeComment(h, 'bot: build for:arch=x86_64/amd/zen4');
-      await tickUntil(
-        h,
-        async () => {
-          const dirs = await jobDirsOf(h);
-          return dirs.length === 1 && ['finished', 'failed'].includes((await stageOf(dirs[0]!))!);
-        },
-        60_000,
-      );
-      const [dir] = await jobDirsOf(h);
-      // Ended: the runner died without an exit status, whatever pid the marker names.
-      expect((await stateOf<JobData>(dir!)).data.scheduler_state).toBe('NODE_FAIL');
+      expect((await stateOf<JobData>(dir!)).data.scheduler_state).toBe(ended);
     } finally {
       await h.stop();
     }

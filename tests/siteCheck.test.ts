@@ -518,6 +518,13 @@ async function configCheckAs(
 }
 
 describeAsRoot('checked as an ordinary user (the compiled CLI run as the job user)', () => {
+  const configCheckAsBotUser = (file: string) =>
+    configCheckAs(file, {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: dir,
+      HPCBOT_TEST_WEBHOOK_SECRET: 'hook-secret',
+    });
+
   beforeEach(async () => {
     await fs.chown(dir, jobUser!.uid, jobUser!.gid); // the bot's user owns its config dir
   });
@@ -526,11 +533,7 @@ describeAsRoot('checked as an ordinary user (the compiled CLI run as the job use
     const key = await writeKey('app.pem', appKey()); // root's, mode 600
     const file = await site(...DRY_RUN, '  app_id: 12', `  private_key_file: ${key}`);
     await fs.chown(file, jobUser!.uid, jobUser!.gid);
-    const { code, stdout, stderr } = await configCheckAs(file, {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: dir,
-      HPCBOT_TEST_WEBHOOK_SECRET: 'hook-secret',
-    });
+    const { code, stdout, stderr } = await configCheckAsBotUser(file);
     expect(stderr).toBe(
       `${file}:7: github.private_key_file: the App private key ${key} is not readable by this user (uid ${jobUser!.uid}); download a private key from the GitHub App's settings and save it there, readable by the bot's user only\n`,
     );
@@ -542,11 +545,7 @@ describeAsRoot('checked as an ordinary user (the compiled CLI run as the job use
     // The job user as the bot's user too: it has no sudoers rule at all.
     const file = await site(...DRY_RUN, 'backend:', `  run_as: ${JOB_USER}`);
     await fs.chown(file, jobUser!.uid, jobUser!.gid);
-    const { code, stdout, stderr } = await configCheckAs(file, {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      HOME: dir,
-      HPCBOT_TEST_WEBHOOK_SECRET: 'hook-secret',
-    });
+    const { code, stdout, stderr } = await configCheckAsBotUser(file);
     expect(stderr).toBe(
       `${file}:7: backend.run_as: unusable: sudo does not let this user run ${LOCAL_RUNNER} 1 job-script, ${LOCAL_RUNNER} --cancel 2 as ${JOB_USER} without a password; add the sudoers rule from the README ("backend.run_as")\n`,
     );

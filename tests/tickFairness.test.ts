@@ -4,12 +4,11 @@
  * is told so once per PR and hour, a tick posts at most `poller.max_replies_per_tick` replies (the rest
  * follow, each exactly once), and pull requests advance side by side, a slow git fetch included.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import pino from 'pino';
 import { parseConfig } from '../src/config/config.js';
-import { createGitHub } from '../src/adapters/github/index.js';
 import { byPullRequest, runTick } from '../src/poller.js';
 import type { StageDeps } from '../src/stages/context.js';
 import { readState } from '../src/store/state.js';
@@ -29,6 +28,7 @@ import {
   type Harness,
 } from './support/botHarness.js';
 import { payloads } from './support/payloads.js';
+import { runCli } from './support/spawn.js';
 import { createPrRepo, PASSING_BOT } from './support/prRepo.js';
 
 let h: Harness | undefined;
@@ -158,7 +158,7 @@ test('a reply over the budget, reached in a lane running alongside, stays queued
   expect(await h.deps.jobdirs.pending()).toEqual([]);
 });
 
-test('pull requests advance side by side: a slow git fetch for one holds up no other', async () => {
+test('pull requests advance side by side in the poller process: a slow git fetch for one holds up no other', async () => {
   h = await startHarness();
   const harness = h;
   for (const repo of ['aaa-slow', 'zzz-fast']) {
@@ -196,19 +196,23 @@ test('pull requests advance side by side: a slow git fetch for one holds up no o
   });
   await new Promise<void>((r) => proxy!.listen(0, '127.0.0.1', r));
   const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
-  const config = { ...harness.config, github: { ...harness.config.github, api_url: proxyUrl } };
-  const github = createGitHub(
-    config,
-    pino({ level: 'silent' }),
-    { HARNESS_GITHUB_TOKEN: 'ghp_harness' },
-    { retryBaseMs: 1, retries: 1, throttle: false },
-  );
-
-  const report = await runTick({ ...harness.deps, config, github });
+  // The real poller process, talking to GitHub (and its git) through the proxy.
+  const site = path.join(harness.root, 'site-through-proxy.yaml');
+  const text = readFileSync(harness.config.source, 'utf8');
+  writeFileSync(site, text.replace(`api_url: ${harness.fake.url}`, `api_url: ${proxyUrl}`));
+  const polled = await runCli(['poll', '--once', '--config', site], {
+    env: { HARNESS_GITHUB_TOKEN: 'ghp_harness', HPCBOT_LOG_FORMAT: 'json' },
+  });
+  expect(polled.code).toBe(0);
+  const report = polled.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { msg: string; advanced?: number })
+    .find((l) => l.msg === 'tick done');
 
   expect(held).toBe('until zzz-fast was checked out');
   // Each job goes from checkout to release in one go: three steps each.
-  expect(report).toEqual({ advanced: 6, failed: 0, skipped: 0, unchanged: 0, young: 2 });
+  expect(report).toMatchObject({ advanced: 6, failed: 0, skipped: 0, unchanged: 0, young: 2 });
   expect([await stageOf(slow), await stageOf(fast)]).toEqual(['released', 'released']);
 });
 

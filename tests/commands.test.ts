@@ -8,6 +8,7 @@ import {
   UnreadableCommentError,
   commandLines,
   nestingBound,
+  parseBotCommands,
 } from '../src/domain/commandLines.js';
 import {
   COMMAND_SYNTAX,
@@ -15,7 +16,6 @@ import {
   expandCommand,
   isForInstance,
   parseBotCommand,
-  parseBotCommands,
   parseLabelBuildCommand,
   type CommandArgs,
   type ParsedCommand,

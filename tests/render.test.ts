@@ -7,7 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { CHATLEVELS, siteSchema, type Chatlevel, type Config } from '../src/config/config.js';
-import { COMMAND_LINE_RE, COMMAND_SYNTAX, parseBotCommands } from '../src/domain/commands.js';
+import { parseBotCommands } from '../src/domain/commandLines.js';
+import { COMMAND_LINE_RE, COMMAND_SYNTAX } from '../src/domain/commands.js';
 import { createGitHub, GitHubError, type GitHubApi, type RepoRef } from '../src/adapters/github/index.js';
 import {
   MAX_COMMENT_CHARS,

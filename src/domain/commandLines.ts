@@ -5,8 +5,7 @@
  * from someone else is never run.
  */
 import { Lexer, Tokenizer, type Token } from 'marked';
-
-export const COMMAND_LINE_RE = /^bot:[ ]?(.*)$/;
+import { COMMAND_LINE_RE, isForInstance, MAX_COMMANDS_PER_COMMENT, parseBotCommand } from './commands.js';
 
 /** CommonMark's line endings (marked turns them all into `\n`). */
 const LINE_END = /\r\n|\r|\n/;
@@ -109,4 +108,18 @@ export function nestingBound(source: string): number {
     open = Math.max(open, markers + Math.min(open, Math.floor(indentation / 2)));
   }
   return open;
+}
+
+/**
+ * The commands of a comment for `instance` (all of them when it is undefined), at most `limit`, how many
+ * more there were, and how many were left out because their `inst:` names other instances.
+ */
+export function parseBotCommands(body: string, instance?: string, limit = MAX_COMMANDS_PER_COMMENT) {
+  const parsed = commandLines(body).map(parseBotCommand);
+  const mine = parsed.filter((c) => instance === undefined || isForInstance(c, instance));
+  return {
+    commands: mine.slice(0, limit),
+    dropped: Math.max(0, mine.length - limit),
+    forOtherInstances: parsed.length - mine.length,
+  };
 }

@@ -3,16 +3,16 @@
  * one command per line, `^bot:[ ]?(.*)$` (case-sensitive), several commands per comment.
  *
  * Differences from the EESSI bot, on purpose: only lines a reader sees as plain text count (see
- * commandLines.ts; indented lines of a paragraph count, lines in code, quotes, lists or HTML comments
+ * commandLines.ts, where parseBotCommands takes a comment apart; indented lines of a paragraph count, lines in code, quotes, lists or HTML comments
  * do not), `for:`/`on:` keys need at least 3 letters (the anchor let `a` set both keys), every command
  * takes `inst:`, and every mistake is reported with the correct syntax instead of being dropped silently.
  */
 
-import { COMMAND_LINE_RE, commandLines } from './commandLines.js';
 import { codeSpan } from './markdown.js';
 import { patternMatches } from './targets.js';
 
-export { COMMAND_LINE_RE };
+/** A command line: `bot:`, at most one space, the command (the anchor's pattern). */
+export const COMMAND_LINE_RE = /^bot:[ ]?(.*)$/;
 
 /** Comments with more commands than this get only the first ones handled, and say so. */
 export const MAX_COMMANDS_PER_COMMENT = 20;
@@ -79,20 +79,6 @@ export type ParsedCommand =
 export class CommandSyntaxError extends Error {}
 
 const quote = (s: string) => codeSpan(s, 60);
-
-/**
- * The commands of a comment for `instance` (all of them when it is undefined), at most `limit`, how many
- * more there were, and how many were left out because their `inst:` names other instances.
- */
-export function parseBotCommands(body: string, instance?: string, limit = MAX_COMMANDS_PER_COMMENT) {
-  const parsed = commandLines(body).map(parseBotCommand);
-  const mine = parsed.filter((c) => instance === undefined || isForInstance(c, instance));
-  return {
-    commands: mine.slice(0, limit),
-    dropped: Math.max(0, mine.length - limit),
-    forOtherInstances: parsed.length - mine.length,
-  };
-}
 
 export function parseBotCommand(line: string): ParsedCommand {
   const tokens = line.split(/\s+/).filter(Boolean);

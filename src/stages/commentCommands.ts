@@ -4,9 +4,9 @@
  * Results are saved per command, so a retry after a crash neither re-runs a finished command nor posts
  * a second reply.
  */
-import { UnreadableCommentError } from '../domain/commandLines.js';
+import { parseBotCommands, UnreadableCommentError } from '../domain/commandLines.js';
 import type { Chatlevel } from '../config/config.js';
-import { DRY_RUN_FLAG, parseBotCommands, type CommandName, type ParsedCommand } from '../domain/commands.js';
+import { DRY_RUN_FLAG, type CommandName, type ParsedCommand } from '../domain/commands.js';
 import { codeSpan } from '../domain/markdown.js';
 import { hasPermission, isBotAccount } from '../domain/permissions.js';
 import { renderCommandReply, renderSyntaxError, type CommandOutcome } from '../domain/render.js';

@@ -178,6 +178,13 @@ test.each([
       );
       const [dir] = await jobDirsOf(h);
       expect((await stateOf<JobData>(dir!)).data.scheduler_state).toBe(ended);
+      if (ended === 'FAILED') {
+        // The job comment says why, not just FAILED.
+        const comment = h.fake.commentsOf(OWNER, REPO, PR).find((c) => c.body.startsWith('New job on'));
+        expect(comment?.body).toMatch(
+          /scheduler: `FAILED, exit code 0:0; the job tampered with its (start marker|exit status file) /,
+        );
+      }
     } finally {
       await h.stop();
     }

@@ -55,11 +55,13 @@ export interface FinalRow {
  */
 export function finalState(
   data: Pick<JobData, 'cancel_requested'>,
-  obs: { state: string; exitCode?: string },
+  obs: { state: string; exitCode?: string; reason?: string },
   results: { result: ParsedResult; test: ParsedResult },
   timeLimit?: string,
 ): { stage: 'finished' | 'cancelled'; rows: FinalRow[] } {
-  const scheduler = `<sub>(scheduler: ${codeSpan(`${obs.state}, exit code ${obs.exitCode ?? '?'}`)})</sub>`;
+  // A final reason comes from the local backend only (a job that tampered with the runner's files).
+  const said = obs.reason ? `; ${obs.reason}` : '';
+  const scheduler = `<sub>(scheduler: ${codeSpan(`${obs.state}, exit code ${obs.exitCode ?? '?'}${said}`)})</sub>`;
   const state = obs.state.trim().split(/\s+/)[0] ?? '';
   const stage = state === 'CANCELLED' ? 'cancelled' : 'finished';
   // FINISHED: ended on its own, but the scheduler did not say how (PBS without an exit status).

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Config } from '../../src/config/config.js';
 import { checkSite } from '../../src/config/siteCheck.js';
+import { createGitHub } from '../../src/adapters/github/index.js';
 import type { JobData } from '../../src/store/job.js';
 import { workTreeOf } from '../../src/store/workTree.js';
 import { hostileBot, makeSecrets, secretsYaml } from './hostilePr.js';
@@ -86,8 +87,8 @@ export async function runHostileBuild(
     process.env.GIT_ASKPASS = '/bin/echo';
     h = await startHarness(secretsYaml(secrets), backendYaml);
     chmodSync(h.root, 0o755); // the job user must reach jobdirs; mkdtemp made it 700
-    // The placement is one config check accepts for these secrets as the bot's webhook secret, App key
-    // and signing key (the harness authenticates with a token; the signing key is used for the deploy).
+    // The bot uses these secrets for real: it authenticates as a GitHub App with the App key (the job
+    // runs while the bot reads it), names the webhook secret file, and signs with the signing key.
     const withSecrets: Config = {
       ...h.config,
       github: {
@@ -98,6 +99,14 @@ export async function runHostileBuild(
         private_key_file: secrets.appKey,
       },
     };
+    h.config = withSecrets;
+    h.deps.config = withSecrets;
+    h.deps.github = createGitHub(
+      withSecrets,
+      h.deps.logger,
+      {},
+      { retryBaseMs: 1, retries: 1, throttle: false },
+    );
     const placement = await checkSite(withSecrets, { PATH: process.env.PATH });
     expect(
       placement.errors.filter((e) =>
@@ -122,6 +131,10 @@ export async function runHostileBuild(
     const dir = await buildAndDeploy(h, REPO, PR);
     const tree = workTreeOf(dir);
     const report = readFileSync(path.join(tree, 'attack.txt'), 'utf8');
+    // The bot did use the App key while the job ran: installation tokens were made with it.
+    expect(
+      h.fake.calls.filter((c) => /\/app\/installations\/\d+\/access_tokens$/.test(c.path)).length,
+    ).toBeGreaterThan(0);
     const state = await stateOf<JobData>(dir);
 
     // The normal build succeeded and its good artefact was signed and staged.

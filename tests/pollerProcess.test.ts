@@ -6,12 +6,11 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { JobData } from '../src/store/job.js';
-import { classifyEvent, storeEvent } from '../src/ingest/eventStore.js';
+import { storeEvent, storePayload } from '../src/ingest/eventStore.js';
 import { JobDirs } from '../src/store/jobdirs.js';
 import { readState, writeState, type DirState } from '../src/store/state.js';
 import type { EventData } from '../src/stages/event.js';
 import {
-  APP_ID,
   OWNER as APP_OWNER,
   PR,
   REPO as APP_REPO,
@@ -298,25 +297,8 @@ test('paced as on GitHub: the finished job is reported before the replies of its
   try {
     const jd = new JobDirs(site.jobdirs);
     await jd.ensureBaseDirs();
-    const store = async (body: string, delivery: string) => {
-      const payload = commentPayload(body);
-      const where = classifyEvent('issue_comment', payload, { appId: APP_ID });
-      if (!('store' in where) || !where.store) throw new Error('not stored');
-      return (
-        await storeEvent(jd, {
-          delivery,
-          event: 'issue_comment',
-          rawBody: JSON.stringify(payload),
-          action: 'created',
-          installationId: 99,
-          headers: {},
-          owner: where.owner,
-          repo: where.repo,
-          scope: where.scope,
-          receivedAt: new Date(),
-        })
-      ).eventDir;
-    };
+    const store = (body: string, delivery: string) =>
+      storePayload(jd, 'issue_comment', commentPayload(body), delivery, 99);
     const pollOnce = () => runCli(['poll', '--config', site.siteYaml, '--once']);
     const prComments = () => site.fake.commentsOf(APP_OWNER, APP_REPO, PR);
     const isReply = (c: { method: string; path: string }) =>

@@ -20,7 +20,8 @@ import {
   selfUpdate,
 } from '../src/selfUpdate/release.js';
 import { locate } from '../src/cli/status.js';
-import { ensureSamplePr, storeSampleComment } from '../src/ingest/sampleEvent.js';
+import { storePayload } from '../src/ingest/eventStore.js';
+import { ensureSamplePr, samplePayload } from '../src/ingest/sampleEvent.js';
 import { JobDirs } from '../src/store/jobdirs.js';
 import { readState } from '../src/store/state.js';
 import { renderOverview } from '../src/ui/html.js';
@@ -91,7 +92,7 @@ async function storeSampleHelp(): Promise<string> {
   const jobdirs = new JobDirs(config.jobdirs);
   await jobdirs.ensureBaseDirs();
   await ensureSamplePr(config);
-  return await storeSampleComment(jobdirs, 'bot: help', `pending-${Date.now()}`);
+  return await storePayload(jobdirs, 'issue_comment', samplePayload('bot: help'), `pending-${Date.now()}`);
 }
 const versionOfCurrent = () => readFileSync(path.join(u().dir, 'current', 'VERSION'), 'utf8');
 

@@ -204,6 +204,35 @@ export async function storeEvent(
   return { duplicate: !built.published, eventDir: built.eventDir };
 }
 
+/**
+ * Store a payload the bot made itself (not a delivery it received) as the server would store it, and
+ * return its event dir: the self-update smoke test's sample comment, and the tests' events. Throws if
+ * classifyEvent would not store it.
+ */
+export async function storePayload(
+  jobdirs: JobDirs,
+  event: string,
+  payload: Record<string, unknown>,
+  delivery: string,
+  installationId: number | null = null,
+): Promise<string> {
+  const where = classifyEvent(event, payload);
+  if (!('store' in where) || !where.store) throw new Error(`not stored: ${JSON.stringify(where)}`);
+  const { eventDir } = await storeEvent(jobdirs, {
+    delivery,
+    event,
+    rawBody: JSON.stringify(payload),
+    action: typeof payload.action === 'string' ? payload.action : null,
+    installationId,
+    headers: {},
+    owner: where.owner,
+    repo: where.repo,
+    scope: where.scope,
+    receivedAt: new Date(),
+  });
+  return eventDir;
+}
+
 export interface BuiltEvent {
   /** False if the event dir was there already (left untouched), or the delivery was stored before. */
   published: boolean;

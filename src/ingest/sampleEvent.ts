@@ -14,8 +14,6 @@ import { exists, writeFileAtomic } from '../store/fsutil.js';
 import { git } from '../adapters/git.js';
 import type { PullRequestInfo } from '../adapters/github/index.js';
 import { loadWebhookSecret } from '../config/secrets.js';
-import type { JobDirs } from '../store/jobdirs.js';
-import { classifyEvent, storeEvent } from './eventStore.js';
 
 export const SAMPLE = {
   owner: 'hpcbot-sample',
@@ -131,33 +129,6 @@ export function samplePayload(body: string): Record<string, unknown> {
     },
     sender: user(SAMPLE.reviewer),
   };
-}
-
-/**
- * Store a sample `issue_comment` with `comment` directly in `jobdirs`, as the server would (no server,
- * no signature): the self-update smoke test's way in. Returns the event dir.
- */
-export async function storeSampleComment(
-  jobdirs: JobDirs,
-  comment: string,
-  delivery: string,
-): Promise<string> {
-  const payload = samplePayload(comment);
-  const where = classifyEvent('issue_comment', payload);
-  if (!('store' in where) || !where.store) throw new Error('the sample event would not be stored');
-  const { eventDir } = await storeEvent(jobdirs, {
-    delivery,
-    event: 'issue_comment',
-    rawBody: JSON.stringify(payload),
-    action: 'created',
-    installationId: null,
-    headers: {},
-    owner: where.owner,
-    repo: where.repo,
-    scope: where.scope,
-    receivedAt: new Date(),
-  });
-  return eventDir;
 }
 
 export async function sendSampleEvent(

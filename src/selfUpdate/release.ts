@@ -19,7 +19,8 @@ import YAML from 'yaml';
 import { git } from '../adapters/git.js';
 import { run } from '../adapters/process.js';
 import { loadConfig, type Config } from '../config/config.js';
-import { ensureSamplePr, storeSampleComment } from '../ingest/sampleEvent.js';
+import { storePayload } from '../ingest/eventStore.js';
+import { ensureSamplePr, samplePayload } from '../ingest/sampleEvent.js';
 import type { Logger } from '../log.js';
 import { fsyncDir, mkdirDurable } from '../store/fsutil.js';
 import { JobDirs } from '../store/jobdirs.js';
@@ -211,7 +212,12 @@ export async function verifyRelease(config: Config, release: string): Promise<vo
     const jobdirs = new JobDirs(scratchConfig.jobdirs);
     await jobdirs.ensureBaseDirs();
     await ensureSamplePr(scratchConfig);
-    const eventDir = await storeSampleComment(jobdirs, 'bot: help', `smoke-${randomUUID()}`);
+    const eventDir = await storePayload(
+      jobdirs,
+      'issue_comment',
+      samplePayload('bot: help'),
+      `smoke-${randomUUID()}`,
+    );
     await step('smoke test (poll --once)', ['poll', '--once', '--config', site]);
     const stage = (await readState(eventDir))?.stage;
     if (stage !== 'done')

@@ -8,7 +8,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { createBackend } from '../../src/adapters/schedulers/index.js';
 import { parseConfig, type Config } from '../../src/config/config.js';
-import { classifyEvent, storeEvent } from '../../src/ingest/eventStore.js';
+import { storePayload } from '../../src/ingest/eventStore.js';
 import { createGitHub } from '../../src/adapters/github/index.js';
 import { JobDirs } from '../../src/store/jobdirs.js';
 import { JobAccount } from '../../src/adapters/jobUser.js';
@@ -125,21 +125,7 @@ export async function storeRaw(
   delivery: string,
 ) {
   assertWebhookPayload(event, payload);
-  const where = classifyEvent(event, payload);
-  if (!('store' in where) || !where.store) throw new Error(`not stored: ${JSON.stringify(where)}`);
-  const { eventDir } = await storeEvent(h.deps.jobdirs, {
-    delivery,
-    event,
-    rawBody: JSON.stringify(payload),
-    action: (payload.action as string) ?? null,
-    installationId: INSTALLATION,
-    headers: {},
-    owner: where.owner,
-    repo: where.repo,
-    scope: where.scope,
-    receivedAt: new Date(),
-  });
-  return eventDir;
+  return await storePayload(h.deps.jobdirs, event, payload, delivery, INSTALLATION);
 }
 
 /** Run ticks until `done` holds (or fail after `timeoutMs`), pausing between ticks like cron would. */

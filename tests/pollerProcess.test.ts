@@ -10,13 +10,7 @@ import { storeEvent, storePayload } from '../src/ingest/eventStore.js';
 import { JobDirs } from '../src/store/jobdirs.js';
 import { readState, writeState, type DirState } from '../src/store/state.js';
 import type { EventData } from '../src/stages/event.js';
-import {
-  OWNER as APP_OWNER,
-  PR,
-  REPO as APP_REPO,
-  commentPayload,
-  startAppSite,
-} from './support/appSite.js';
+import { OWNER as APP_OWNER, PR, REPO as APP_REPO, commentPayload, startAppSite } from './support/appSite.js';
 import { FakeGitHub } from './support/fakeGithub.js';
 import { payloads } from './support/payloads.js';
 import { killAll, runCli, spawnCli, tempDir } from './support/spawn.js';

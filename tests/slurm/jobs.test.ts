@@ -6,9 +6,8 @@ import { workTreeOf } from '../../src/store/workTree.js';
 import { runTick } from '../../src/poller.js';
 import { cancelJob } from '../../src/stages/job.js';
 import { readState } from '../../src/store/state.js';
-import { runCli } from '../support/spawn.js';
 import { PASSING_BOT } from '../support/prRepo.js';
-import { describeSlurm, jobsRunIn, pollUntil, slurm } from '../support/slurm.js';
+import { describeSlurm, expectOneSubmissionAfterKill, pollUntil, slurm } from '../support/slurm.js';
 import { payloads } from '../support/payloads.js';
 import {
   INSTALLATION,
@@ -232,16 +231,7 @@ describeSlurm('Slurm build jobs', () => {
     // submits it and dies right after sbatch, before the job id is saved.
     await tickUntil(h, stageIs('prepared'));
     const dir = await onlyJob();
-    const crashed = await runCli(['poll', '--once', '--config', h.config.source], {
-      env: { HARNESS_GITHUB_TOKEN: 'ghp_harness', HPCBOT_CRASH_POINT: 'after-submit' },
-    });
-    expect(crashed.signal).toBe('SIGKILL');
-    expect((await stateOf<JobData>(dir)).data.job_id).toBeUndefined();
-    expect(await stageOf(dir)).toBe('submitting');
-    await tickUntil(h, stageIs('finished'), 90_000, 500);
-    const mine = await jobsRunIn(`hpcbot-t${process.pid}-test`, workTreeOf(dir));
-    expect(mine).toHaveLength(1);
-    expect(mine[0]!.split('|')[0]).toBe((await stateOf<JobData>(dir)).data.job_id);
+    await expectOneSubmissionAfterKill(h, dir, `hpcbot-t${process.pid}-test`);
   }, 120_000);
 
   test('when squeue and sacct fail, a tick changes no job state; the next good tick recovers', async () => {

@@ -13,9 +13,8 @@ import type { JobData } from '../../src/store/job.js';
 import { workTreeOf } from '../../src/store/workTree.js';
 import { runTick } from '../../src/poller.js';
 import { readState } from '../../src/store/state.js';
-import { runCli } from '../support/spawn.js';
 import { PASSING_BOT } from '../support/prRepo.js';
-import { describeSlurm, jobsRunIn, pollUntil, slurm } from '../support/slurm.js';
+import { describeSlurm, expectOneSubmissionAfterKill, pollUntil, slurm } from '../support/slurm.js';
 import {
   jobDirsOf,
   openPr,
@@ -185,16 +184,7 @@ describeSlurm('PBS backend through the Torque front ends of Slurm', () => {
     await storeComment(h, 'bot: build for:arch=zen4');
     await tickUntil(h, stageIs('prepared'));
     const dir = await onlyJob();
-    const crashed = await runCli(['poll', '--once', '--config', h.config.source], {
-      env: { HARNESS_GITHUB_TOKEN: 'ghp_harness', HPCBOT_CRASH_POINT: 'after-submit' },
-    });
-    expect(crashed.signal).toBe('SIGKILL');
-    expect((await stateOf<JobData>(dir)).data.job_id).toBeUndefined();
-    expect(await stageOf(dir)).toBe('submitting');
-    await tickUntil(h, stageIs('finished'), 90_000, 500);
-    const mine = await jobsRunIn(`${NAME}-test`, workTreeOf(dir));
-    expect(mine).toHaveLength(1);
-    expect(mine[0]!.split('|')[0]).toBe((await stateOf<JobData>(dir)).data.job_id);
+    await expectOneSubmissionAfterKill(h, dir, `${NAME}-test`);
   }, 120_000);
 
   test('when qstat fails, a tick changes no job state; the next good tick recovers', async () => {

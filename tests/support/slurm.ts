@@ -8,6 +8,10 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
+import type { JobData } from '../../src/store/job.js';
+import { workTreeOf } from '../../src/store/workTree.js';
+import { stageOf, stateOf, tickUntil, type Harness } from './botHarness.js';
+import { runCli } from './spawn.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -173,6 +177,24 @@ export async function jobsRunIn(name: string, workDir: string): Promise<string[]
     },
     (lines) => lines.length > 0,
   );
+}
+
+/**
+ * Exactly once: a real `poll --once` that dies right after it handed the prepared job `dir` to the
+ * scheduler (crash point after-submit, before the job id is saved), then ticks until the job finished:
+ * the scheduler ran one job in its work tree, the one the state names.
+ */
+export async function expectOneSubmissionAfterKill(h: Harness, dir: string, jobName: string): Promise<void> {
+  const crashed = await runCli(['poll', '--once', '--config', h.config.source], {
+    env: { HARNESS_GITHUB_TOKEN: 'ghp_harness', HPCBOT_CRASH_POINT: 'after-submit' },
+  });
+  expect(crashed.signal).toBe('SIGKILL');
+  expect((await stateOf<JobData>(dir)).data.job_id).toBeUndefined();
+  expect(await stageOf(dir)).toBe('submitting');
+  await tickUntil(h, async () => (await stageOf(dir)) === 'finished', 90_000, 500);
+  const mine = await jobsRunIn(jobName, workTreeOf(dir));
+  expect(mine).toHaveLength(1);
+  expect(mine[0]!.split('|')[0]).toBe((await stateOf<JobData>(dir)).data.job_id);
 }
 
 /** Cancel jobs that may still be queued or running (test cleanup); unknown ids are ignored. */
